@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+
+	"github.com/kindnet-dev/kindnet/pkg/cniconf"
+	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/routes"
+)
+
+func newCleanupCmd(e *env) *cobra.Command {
+	cf := &configFlags{}
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove everything kindnet installed on this node",
+		Long: `Remove everything kindnet owns on this node, and nothing else:
+  - routes tagged with kindnet's route protocol ("proto kindnet"),
+  - its nftables table (masquerade.table, family inet),
+  - its CNI config file (cni.confDir/cni.confName),
+  - its run directory (runDir).
+
+Pods on this node lose their connectivity to other nodes and the outside.
+Stop kindnet.service first, or the agent puts everything back. Sysctls
+(forwarding) are left as they are: other software may rely on them. The cache
+in stateDir is kept; package purge removes it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := cf.load(e, cmd.Flags())
+			if err != nil {
+				return err
+			}
+			var errs []error
+			nl, err := netlink.NewHandle()
+			if err != nil {
+				return fmt.Errorf("open netlink: %w", err)
+			}
+			defer nl.Close()
+			n, err := routes.Cleanup(nl)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "routes: removed %d kindnet routes\n", n)
+
+			removed, err := masq.Cleanup(cfg.Masquerade.Table, 0)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "nftables: table inet %s %s\n", cfg.Masquerade.Table, removedWord(removed))
+
+			removed, err = cniconf.Remove(cfg.CNIConfPath())
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "cni: %s %s\n", cfg.CNIConfPath(), removedWord(removed))
+
+			removed, err = removeRunDir(cfg.RunDir)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "run dir: %s %s\n", cfg.RunDir, removedWord(removed))
+			return errors.Join(errs...)
+		},
+	}
+	cf.bind(cmd.Flags())
+	return cmd
+}
+
+func removedWord(b bool) string {
+	if b {
+		return "removed"
+	}
+	return "not present"
+}
+
+// removeRunDir deletes the run directory, refusing paths that are clearly
+// not a directory of kindnet's own (a misconfigured runDir: / must not
+// wipe the machine).
+func removeRunDir(dir string) (bool, error) {
+	clean := filepath.Clean(dir)
+	depth := strings.Count(strings.Trim(clean, "/"), "/") + 1
+	switch {
+	case !filepath.IsAbs(clean) || clean == "/" || depth < 2:
+		return false, fmt.Errorf("refusing to remove run dir %q: expected a dedicated directory such as /run/kindnet", dir)
+	}
+	if _, err := os.Stat(clean); os.IsNotExist(err) {
+		return false, nil
+	}
+	if err := os.RemoveAll(clean); err != nil {
+		return false, fmt.Errorf("remove run dir %s: %w", clean, err)
+	}
+	return true, nil
+}

@@ -1,0 +1,160 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+const base = "nodeName: n1\nnodesFile: /etc/kindnet/nodes.yaml\n"
+
+func TestPrecedenceFlagsOverEnvOverFileOverDefaults(t *testing.T) {
+	file := writeFile(t, base+"cni:\n  mtu: 1400\n  plugin: bridge\nresyncInterval: 30s\nmasquerade:\n  enabled: false\n")
+	l, err := Load(Sources{
+		File:    file,
+		Environ: []string{"KINDNET_CNI_MTU=1450", "KINDNET_CNI_PLUGIN=ptp", "PATH=/bin"},
+		Flags:   flags(t, "--cni-mtu=1300"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		key, origin string
+		got, want   any
+	}{
+		{"cni.mtu", "flag --cni-mtu", l.CNI.MTU, 1300},
+		{"cni.plugin", "env KINDNET_CNI_PLUGIN", l.CNI.Plugin, "ptp"},
+		{"resyncInterval", "file " + file, l.ResyncInterval.Std().String(), "30s"},
+		{"masquerade.enabled", "file " + file, l.Masquerade.Enabled, false},
+		{"cni.confDir", "default", l.CNI.ConfDir, DefaultCNIConfDir},
+	}
+	for _, c := range cases {
+		if c.got != c.want || l.Origin(c.key) != c.origin {
+			t.Errorf("%s = %v from %q, want %v from %q", c.key, c.got, l.Origin(c.key), c.want, c.origin)
+		}
+	}
+}
+
+func TestMissingDefaultFileIsFineButExplicitFileMustExist(t *testing.T) {
+	env := []string{"KINDNET_NODE_NAME=n1", "KINDNET_NODES_FILE=/x.yaml"}
+	if _, err := Load(Sources{File: "/nonexistent/config.yaml", Environ: env}); err != nil {
+		t.Fatalf("missing default file: %v", err)
+	}
+	_, err := Load(Sources{File: "/nonexistent/config.yaml", FileRequired: true, Environ: env})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/config.yaml") {
+		t.Fatalf("missing explicit file: err = %v", err)
+	}
+}
+
+func TestBadConfigNamesFieldValueAndExpectation(t *testing.T) {
+	cases := []struct {
+		name, file string
+		env        []string
+		want       []string // substrings of the error
+	}{
+		{"unparsable CIDR", base + "clusterCIDRs: [10.244.0.0/33]\n", nil,
+			[]string{"clusterCIDRs[0]", `"10.244.0.0/33"`, "not a CIDR"}},
+		{"host bits set", base + "clusterCIDRs: [10.244.0.1/16]\n", nil,
+			[]string{"clusterCIDRs[0]", "not a network address", "expected 10.244.0.0/16"}},
+		{"default route", base + "clusterCIDRs: [0.0.0.0/0]\n", nil,
+			[]string{"clusterCIDRs[0]", "default route"}},
+		{"unknown key with hint", base + "masquerade:\n  enable: true\n", nil,
+			[]string{"masquerade.enable", `did you mean "masquerade.enabled"`}},
+		{"unknown top-level key", base + "foo: 1\n", nil, []string{"foo", "unknown key"}},
+		{"two podCIDRs of one family", base + "podCIDRs: [10.244.1.0/24, 10.244.2.0/24]\n", nil,
+			[]string{"podCIDRs[1]", "at most one range per IP family"}},
+		{"podCIDR outside clusterCIDRs", base + "clusterCIDRs: [10.244.0.0/16]\npodCIDRs: [10.99.0.0/24]\n", nil,
+			[]string{"podCIDRs", "outside clusterCIDRs"}},
+		{"wrong type", base + "cni:\n  mtu: big\n", nil, []string{"cni.mtu", "expected a whole number"}},
+		{"bad plugin", base + "cni:\n  plugin: vxlan\n", nil, []string{"cni.plugin", `"vxlan"`, `expected "ptp" or "bridge"`}},
+		{"IPv6 MTU", base + "clusterCIDRs: [fd00::/56]\ncni:\n  mtu: 1000\n", nil, []string{"cni.mtu", "at least 1280"}},
+		{"no source", "nodeName: n1\nkubeconfig: \"\"\n", nil, []string{"nodesFile", "required"}},
+		{"bad node name", "nodeName: Node_1\nnodesFile: /x\n", nil, []string{"nodeName", "Kubernetes node name"}},
+		{"relative path", base + "stateDir: var/lib\n", nil, []string{"stateDir", "absolute path"}},
+		{"bad env value", base, []string{"KINDNET_RESYNC_INTERVAL=soon"}, []string{"resyncInterval", "env KINDNET_RESYNC_INTERVAL", "duration"}},
+		{"unknown env", base, []string{"KINDNET_CLUSTER_CIDR=10.0.0.0/8"}, []string{"KINDNET_CLUSTER_CIDR", "unknown variable"}},
+		{"not YAML", "nodeName: [\n", nil, []string{"not valid YAML"}},
+		{"bad table name", base + "masquerade:\n  table: filter\n", nil, []string{"masquerade.table", "starting with \"kindnet\""}},
+		{"bad metrics address", base + "metricsAddress: localhost\n", nil, []string{"metricsAddress", "host:port"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(Sources{File: writeFile(t, c.file), FileRequired: true, Environ: c.env})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *config.Error", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEveryErrorIsReportedAtOnce(t *testing.T) {
+	_, err := Load(Sources{File: writeFile(t, base+"clusterCIDRs: [bad]\ncni:\n  plugin: x\nlogLevel: loud\n"), FileRequired: true})
+	for _, w := range []string{"clusterCIDRs[0]", "cni.plugin", "logLevel"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v lacks %s", err, w)
+		}
+	}
+}
+
+func TestEnvAndFlagNamesFollowKeys(t *testing.T) {
+	for key, want := range map[string][2]string{
+		"masquerade.noMasqueradeCIDRs": {"KINDNET_MASQUERADE_NO_MASQUERADE_CIDRS", "masquerade-no-masquerade-cidrs"},
+		"clusterCIDRs":                 {"KINDNET_CLUSTER_CIDRS", "cluster-cidrs"},
+		"cni.mtu":                      {"KINDNET_CNI_MTU", "cni-mtu"},
+		"nodeName":                     {"KINDNET_NODE_NAME", "node-name"},
+	} {
+		f, _ := fieldByKey(key)
+		if f.EnvName() != want[0] || f.FlagName() != want[1] {
+			t.Errorf("%s: env %s flag %s, want %v", key, f.EnvName(), f.FlagName(), want)
+		}
+	}
+}
+
+func TestShippedExampleIsValidAndComplete(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		leaf := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(string(data), leaf+":") {
+			t.Errorf("packaging/config.yaml does not document %s", k)
+		}
+	}
+	// The example is all comments: loading it gives the defaults.
+	if _, err := Load(Sources{File: "../../packaging/config.yaml", FileRequired: true, Environ: []string{"KINDNET_NODE_NAME=n1"}}); err != nil {
+		t.Fatal(err)
+	}
+}
