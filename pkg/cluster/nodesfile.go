@@ -1,0 +1,210 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// maxNodesFileSize bounds the memory a nodes file can make the agent use.
+const maxNodesFileSize = 64 << 20
+
+// ParseNodes reads Node objects exactly as `kubectl get nodes -o yaml`
+// prints them: a v1 List or NodeList of Nodes, or a stream of YAML (or JSON)
+// documents each holding one v1 Node.
+func ParseNodes(data []byte) ([]corev1.Node, error) {
+	if len(data) > maxNodesFileSize {
+		return nil, fmt.Errorf("%d bytes: larger than the %d MiB limit", len(data), maxNodesFileSize>>20)
+	}
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var nodes []corev1.Node
+	for doc := 1; ; doc++ {
+		raw, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
+		}
+		if len(bytes.TrimSpace(raw)) == 0 || isOnlyComments(raw) {
+			continue
+		}
+		got, err := parseNodeDoc(raw)
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
+		}
+		nodes = append(nodes, got...)
+	}
+	return nodes, nil
+}
+
+func isOnlyComments(raw []byte) bool {
+	for _, line := range strings.Split(string(raw), "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") && l != "---" {
+			return false
+		}
+	}
+	return true
+}
+
+type typeMeta struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Items      []json.RawMessage `json:"items"`
+}
+
+func parseNodeDoc(raw []byte) ([]corev1.Node, error) {
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	var tm typeMeta
+	if err := json.Unmarshal(js, &tm); err != nil {
+		return nil, fmt.Errorf("expected a Kubernetes object: %w", err)
+	}
+	switch {
+	case tm.APIVersion != "v1":
+		return nil, fmt.Errorf("apiVersion %q: expected v1", tm.APIVersion)
+	case tm.Kind == "Node":
+		n, err := decodeNode(js)
+		if err != nil {
+			return nil, err
+		}
+		return []corev1.Node{n}, nil
+	case tm.Kind == "NodeList" || tm.Kind == "List":
+		out := make([]corev1.Node, 0, len(tm.Items))
+		for i, item := range tm.Items {
+			var itm typeMeta
+			_ = json.Unmarshal(item, &itm)
+			if itm.Kind != "" && itm.Kind != "Node" {
+				return nil, fmt.Errorf("items[%d]: kind %q: expected Node", i, itm.Kind)
+			}
+			n, err := decodeNode(item)
+			if err != nil {
+				return nil, fmt.Errorf("items[%d]: %w", i, err)
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("kind %q: expected Node, NodeList or List", tm.Kind)
+	}
+}
+
+func decodeNode(js []byte) (corev1.Node, error) {
+	var n corev1.Node
+	if err := json.Unmarshal(js, &n); err != nil {
+		return n, fmt.Errorf("not a valid Node: %w", err)
+	}
+	return n, nil
+}
+
+// NodesFile is the static source: a file of Node objects, re-read when it
+// changes. It is how the lab runs, and how an edge box with no API server
+// runs for good.
+type NodesFile struct {
+	Path     string
+	Self     string
+	Policy   AddressPolicy
+	Interval time.Duration // how often the file is checked for changes; default 1s
+}
+
+// Name implements Source.
+func (f *NodesFile) Name() string { return "nodes file" }
+
+// Read loads the file once.
+func (f *NodesFile) Read() (View, error) {
+	data, err := readLimited(f.Path)
+	if err != nil {
+		return View{}, err
+	}
+	nodes, err := ParseNodes(data)
+	if err != nil {
+		return View{}, fmt.Errorf("nodes file %s: %w", f.Path, err)
+	}
+	return ViewFromNodes(f.Self, nodes, f.Policy), nil
+}
+
+func readLimited(path string) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("nodes file: %w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxNodesFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("nodes file %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// Run implements Source. It polls the file's content: polling survives the
+// file being replaced by rename, deleted and recreated, or written in place,
+// which is every way editors and config tools update a file. An unreadable
+// or broken file is reported and the last good view stays.
+func (f *NodesFile) Run(ctx context.Context, out chan<- Update) error {
+	interval := f.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	var lastSum [32]byte
+	var lastErr string
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+		data, err := readLimited(f.Path)
+		var v View
+		if err == nil {
+			sum := sha256.Sum256(data)
+			if sum == lastSum && lastErr == "" {
+				continue
+			}
+			var nodes []corev1.Node
+			if nodes, err = ParseNodes(data); err == nil {
+				lastSum = sum
+				v = ViewFromNodes(f.Self, nodes, f.Policy)
+			} else {
+				err = fmt.Errorf("nodes file %s: %w", f.Path, err)
+			}
+		}
+		if err != nil {
+			if err.Error() != lastErr { // report each distinct problem once
+				lastErr = err.Error()
+				if errors.Is(err, fs.ErrNotExist) {
+					err = fmt.Errorf("%w (keeping the last good view)", err)
+				}
+				send(ctx, out, Update{Err: err})
+			}
+			continue
+		}
+		lastErr = ""
+		send(ctx, out, Update{View: &v})
+	}
+}
+
+func send(ctx context.Context, out chan<- Update, u Update) {
+	select {
+	case out <- u:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,429 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Limits on what a Node may claim. Kubernetes itself gives a node at most
+// one podCIDR per family; anything beyond that is hostile or broken.
+const (
+	maxPodCIDRs  = 2
+	maxAddresses = 16
+	minBits4     = 8  // a podCIDR wider than /8 would swallow a large part of IPv4
+	minBits6     = 16 // likewise for IPv6
+	maxNameLen   = 253
+)
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// Peer is a node that passed validation: at most one address per family and
+// at most one podCIDR per family, each podCIDR with an address of its family.
+type Peer struct {
+	Name     string         `json:"name"`
+	Addrs    []netip.Addr   `json:"addresses,omitempty"`
+	PodCIDRs []netip.Prefix `json:"podCIDRs,omitempty"`
+}
+
+// Via returns the peer's address of the same family as prefix.
+func (p Peer) Via(prefix netip.Prefix) (netip.Addr, bool) {
+	for _, a := range p.Addrs {
+		if a.Is4() == prefix.Addr().Is4() {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// Rejection is a peer kept out of the dataplane, and why.
+type Rejection struct {
+	Node   Node   `json:"node"`
+	Reason string `json:"reason"`
+}
+
+// Snapshot is a validated view: what the reconcilers converge the host to.
+type Snapshot struct {
+	// Self is this node; its PodCIDRs are empty until they are known.
+	Self Peer `json:"self"`
+	// SelfProblem says why this node's own podCIDRs could not be used.
+	SelfProblem string `json:"selfProblem,omitempty"`
+	// Peers are the accepted other nodes, sorted by name. A peer without
+	// podCIDRs is accepted but has nothing to route yet ("pending").
+	Peers []Peer `json:"peers"`
+	// Rejected are the peers that failed validation, sorted by name.
+	Rejected []Rejection `json:"rejected,omitempty"`
+	// ClusterCIDRs are the configured cluster ranges (may be empty).
+	ClusterCIDRs []netip.Prefix `json:"clusterCIDRs,omitempty"`
+}
+
+// AllPodCIDRs returns the podCIDRs of this node and of every accepted peer.
+func (s *Snapshot) AllPodCIDRs() []netip.Prefix {
+	out := slices.Clone(s.Self.PodCIDRs)
+	for _, p := range s.Peers {
+		out = append(out, p.PodCIDRs...)
+	}
+	return out
+}
+
+// Policy is what validation checks a view against.
+type Policy struct {
+	// ClusterCIDRs, when set, must contain every podCIDR.
+	ClusterCIDRs []netip.Prefix
+	// SelfPodCIDRs, when set (from config), override the podCIDRs the source
+	// reports for this node.
+	SelfPodCIDRs []netip.Prefix
+	// HostAddrs are this host's own addresses: no peer may claim one.
+	HostAddrs []netip.Addr
+	// HostSubnets are the subnets this host is connected to: no podCIDR may
+	// overlap one (it would hijack traffic to the node's own network).
+	HostSubnets []netip.Prefix
+	// Protected are addresses no podCIDR may cover, such as the default
+	// gateway or the API server.
+	Protected []netip.Addr
+	// Previous is the last snapshot. On a conflict (two nodes claiming the
+	// same podCIDR or address) the peer accepted before keeps its claim, so a
+	// newcomer can never take over traffic that already flows.
+	Previous *Snapshot
+}
+
+// Validate checks every node of the view against the policy and returns the
+// snapshot: accepted peers and rejected ones with their reasons. It never
+// fails as a whole: one bad peer only removes that peer.
+func Validate(v View, pol Policy) Snapshot {
+	s := Snapshot{ClusterCIDRs: slices.Clone(pol.ClusterCIDRs)}
+	s.Self, s.SelfProblem = validateSelf(v.Self, pol)
+	ck := checker{pol: pol, snap: &s, seenNames: map[string]bool{v.Self.Name: true}}
+	for _, n := range orderPeers(v.Peers, pol.Previous) {
+		peer, reason := ck.peer(n)
+		if reason != "" {
+			s.Rejected = append(s.Rejected, Rejection{Node: n, Reason: reason})
+			continue
+		}
+		s.Peers = append(s.Peers, peer)
+	}
+	slices.SortFunc(s.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(s.Rejected, func(a, b Rejection) int { return strings.Compare(a.Node.Name, b.Node.Name) })
+	return s
+}
+
+// orderPeers puts peers accepted in the previous snapshot first, then the
+// rest, each group by name: the order decides who wins a conflict.
+func orderPeers(peers []Node, prev *Snapshot) []Node {
+	known := map[string]bool{}
+	if prev != nil {
+		for _, p := range prev.Peers {
+			known[p.Name] = true
+		}
+	}
+	out := slices.Clone(peers)
+	slices.SortStableFunc(out, func(a, b Node) int {
+		if known[a.Name] != known[b.Name] {
+			if known[a.Name] {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+func validateSelf(n Node, pol Policy) (Peer, string) {
+	self := Peer{Name: n.Name}
+	for _, s := range n.Addresses {
+		if a, err := netip.ParseAddr(s); err == nil && !hasFamily(self.Addrs, a) {
+			self.Addrs = append(self.Addrs, a.Unmap())
+		}
+	}
+	if len(pol.SelfPodCIDRs) > 0 {
+		self.PodCIDRs = slices.Clone(pol.SelfPodCIDRs)
+		return self, ""
+	}
+	cidrs, reason := parsePodCIDRs(n.PodCIDRs, pol.ClusterCIDRs)
+	if reason != "" {
+		return self, "own " + reason
+	}
+	self.PodCIDRs = cidrs
+	return self, ""
+}
+
+type checker struct {
+	pol       Policy
+	snap      *Snapshot
+	seenNames map[string]bool
+}
+
+// peer validates one node against the policy and against the peers accepted
+// so far. It returns the reason for rejecting it, or "".
+func (c *checker) peer(n Node) (Peer, string) {
+	if reason := c.name(n.Name); reason != "" {
+		return Peer{}, reason
+	}
+	addrs, reason := parseAddrs(n.Addresses)
+	if reason != "" {
+		return Peer{}, reason
+	}
+	cidrs, reason := parsePodCIDRs(n.PodCIDRs, c.pol.ClusterCIDRs)
+	if reason != "" {
+		return Peer{}, reason
+	}
+	p := Peer{Name: n.Name, Addrs: addrs, PodCIDRs: cidrs}
+	for _, check := range []func(Peer) string{c.addrConflicts, c.cidrConflicts, needsAddrPerFamily} {
+		if reason := check(p); reason != "" {
+			return Peer{}, reason
+		}
+	}
+	return p, ""
+}
+
+func (c *checker) name(name string) string {
+	switch {
+	case name == "":
+		return "node has no name"
+	case len(name) > maxNameLen || !nodeNameRE.MatchString(name):
+		return fmt.Sprintf("node name %.64q is not a valid Kubernetes node name", name)
+	case c.seenNames[name]:
+		if name == c.snap.Self.Name {
+			return "a peer has this node's own name"
+		}
+		return "duplicate node name"
+	}
+	c.seenNames[name] = true
+	return ""
+}
+
+// parseAddrs keeps the first address of each family (the primary one) and
+// rejects any address a pod network must never route via.
+func parseAddrs(list []string) ([]netip.Addr, string) {
+	if len(list) > maxAddresses {
+		return nil, fmt.Sprintf("%d addresses: at most %d are accepted", len(list), maxAddresses)
+	}
+	var out []netip.Addr
+	for _, s := range list {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Sprintf("address %.64q does not parse", s)
+		}
+		if why := unusableAddr(a); why != "" {
+			return nil, fmt.Sprintf("address %s is %s", a, why)
+		}
+		if !hasFamily(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, ""
+}
+
+func unusableAddr(a netip.Addr) string {
+	switch {
+	case a.Zone() != "":
+		return "scoped to an interface"
+	case a.Is4In6():
+		return "an IPv4-mapped IPv6 address"
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a.IsLinkLocalUnicast():
+		return "link-local"
+	case a.Is4() && a.As4()[0] == 0:
+		return "in 0.0.0.0/8 (this network)"
+	case a.Is4() && a.As4()[0] >= 240:
+		return "reserved or broadcast"
+	}
+	return ""
+}
+
+func hasFamily(list []netip.Addr, a netip.Addr) bool {
+	for _, b := range list {
+		if b.Is4() == a.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// special ranges no podCIDR may touch.
+var specialRanges = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("::/127"), // unspecified and loopback
+	netip.MustParsePrefix("::ffff:0:0/96"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("ff00::/8"),
+}
+
+// parsePodCIDRs checks what a single node's podCIDRs can be checked for on
+// their own: syntax, network address, size, family, special ranges and
+// clusterCIDRs.
+func parsePodCIDRs(list []string, cluster []netip.Prefix) ([]netip.Prefix, string) {
+	if len(list) > maxPodCIDRs {
+		return nil, fmt.Sprintf("%d podCIDRs: at most one per IP family is accepted", len(list))
+	}
+	var out []netip.Prefix
+	for _, s := range list {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Sprintf("podCIDR %.64q does not parse", s)
+		}
+		if why := badPodCIDR(p, cluster); why != "" {
+			return nil, fmt.Sprintf("podCIDR %s %s", p, why)
+		}
+		for _, q := range out {
+			if q.Addr().Is4() == p.Addr().Is4() {
+				return nil, fmt.Sprintf("podCIDRs %s and %s are of the same family: at most one per IP family is accepted", q, p)
+			}
+		}
+		out = append(out, p)
+	}
+	return out, ""
+}
+
+func badPodCIDR(p netip.Prefix, cluster []netip.Prefix) string {
+	switch {
+	case p.Masked() != p:
+		return fmt.Sprintf("is not a network address (expected %s)", p.Masked())
+	case p.Bits() == 0:
+		return "is a default route"
+	case p.Addr().Is4() && p.Bits() < minBits4, p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() < minBits6:
+		return fmt.Sprintf("is too wide (/%d)", p.Bits())
+	}
+	for _, sp := range specialRanges {
+		if sp.Overlaps(p) {
+			return fmt.Sprintf("overlaps the special range %s", sp)
+		}
+	}
+	if len(cluster) > 0 && !containedIn(p, cluster) {
+		return fmt.Sprintf("is outside clusterCIDRs (%s)", joinPrefixes(cluster))
+	}
+	return ""
+}
+
+// addrConflicts rejects a peer whose address belongs to this host or to an
+// accepted peer, or lies inside a pod range.
+func (c *checker) addrConflicts(p Peer) string {
+	for _, a := range p.Addrs {
+		if slices.Contains(c.pol.HostAddrs, a) || slices.Contains(c.snap.Self.Addrs, a) {
+			return fmt.Sprintf("address %s is this node's own address", a)
+		}
+		for _, q := range c.snap.Peers {
+			if slices.Contains(q.Addrs, a) {
+				return fmt.Sprintf("address %s is already used by node %s", a, q.Name)
+			}
+		}
+		for _, r := range c.podRanges() {
+			if r.prefix.Contains(a) {
+				return fmt.Sprintf("address %s is inside %s", a, r.what)
+			}
+		}
+		for _, own := range p.PodCIDRs {
+			if own.Contains(a) {
+				return fmt.Sprintf("address %s is inside its own podCIDR %s", a, own)
+			}
+		}
+	}
+	return ""
+}
+
+type podRange struct {
+	prefix netip.Prefix
+	what   string
+}
+
+// podRanges lists every range that holds pods: clusterCIDRs, this node's
+// podCIDRs and the podCIDRs of the peers accepted so far.
+func (c *checker) podRanges() []podRange {
+	var out []podRange
+	for _, p := range c.pol.ClusterCIDRs {
+		out = append(out, podRange{p, "clusterCIDR " + p.String()})
+	}
+	for _, p := range c.snap.Self.PodCIDRs {
+		out = append(out, podRange{p, "this node's podCIDR " + p.String()})
+	}
+	for _, q := range c.snap.Peers {
+		for _, p := range q.PodCIDRs {
+			out = append(out, podRange{p, fmt.Sprintf("podCIDR %s of node %s", p, q.Name)})
+		}
+	}
+	return out
+}
+
+// cidrConflicts rejects a peer whose podCIDRs overlap another node's, the
+// host's own subnets, or cover an address that must stay reachable.
+func (c *checker) cidrConflicts(p Peer) string {
+	for _, cidr := range p.PodCIDRs {
+		for _, own := range c.snap.Self.PodCIDRs {
+			if own.Overlaps(cidr) {
+				return fmt.Sprintf("podCIDR %s overlaps this node's podCIDR %s", cidr, own)
+			}
+		}
+		for _, q := range c.snap.Peers {
+			for _, qc := range q.PodCIDRs {
+				if qc.Overlaps(cidr) {
+					return fmt.Sprintf("podCIDR %s overlaps podCIDR %s of node %s", cidr, qc, q.Name)
+				}
+			}
+			for _, a := range q.Addrs {
+				if cidr.Contains(a) {
+					return fmt.Sprintf("podCIDR %s covers the address %s of node %s", cidr, a, q.Name)
+				}
+			}
+		}
+		for _, sub := range c.pol.HostSubnets {
+			if sub.Overlaps(cidr) && !c.insideSelf(sub) {
+				return fmt.Sprintf("podCIDR %s overlaps this host's connected subnet %s", cidr, sub)
+			}
+		}
+		for _, a := range append(slices.Clone(c.pol.HostAddrs), c.pol.Protected...) {
+			if cidr.Contains(a) {
+				return fmt.Sprintf("podCIDR %s covers %s, an address of this host or one it depends on", cidr, a)
+			}
+		}
+	}
+	return ""
+}
+
+// insideSelf reports whether a host subnet is one of kindnet's own pod
+// subnets (the bridge address in bridge mode); those are not "the host's
+// network" and a peer overlapping them is rejected by the podCIDR check.
+func (c *checker) insideSelf(sub netip.Prefix) bool {
+	return containedIn(sub, c.snap.Self.PodCIDRs)
+}
+
+func needsAddrPerFamily(p Peer) string {
+	for _, cidr := range p.PodCIDRs {
+		if _, ok := p.Via(cidr); !ok {
+			fam := "IPv4"
+			if cidr.Addr().Is6() {
+				fam = "IPv6"
+			}
+			return fmt.Sprintf("podCIDR %s has no %s address to route it via", cidr, fam)
+		}
+	}
+	return ""
+}
+
+func containedIn(p netip.Prefix, in []netip.Prefix) bool {
+	for _, c := range in {
+		if c.Bits() <= p.Bits() && c.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
