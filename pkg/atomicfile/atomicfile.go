@@ -1,0 +1,51 @@
+// Package atomicfile writes files so that a reader (a container runtime
+// reading the CNI config, the agent reading its cache after a crash) sees
+// either the old content or the new one, never a torn write.
+//
+// It touches only the file it is asked to write and a temporary file next to
+// it in the same directory.
+package atomicfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+)
+
+// Write replaces path with data unless it already holds exactly data. The
+// new content goes to a temporary file in the same directory, is fsynced,
+// renamed over path, and the directory is fsynced so the rename survives a
+// power cut. It reports whether the file changed.
+func Write(path string, data []byte, perm fs.FileMode) (bool, error) {
+	old, err := os.ReadFile(path)
+	if err == nil && bytes.Equal(old, data) {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == perm {
+			return false, nil
+		}
+		// same bytes, wrong mode: fall through and rewrite with the right mode
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := renameio.WriteFile(path, data, perm, renameio.WithStaticPermissions(perm)); err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return true, fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return true, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
