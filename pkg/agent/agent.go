@@ -1,0 +1,281 @@
+// Package agent wires sources to reconcilers: it brings the node's pod
+// network up from local state before kubelet starts (sysctls, then routes,
+// masquerade and CNI config from the nodes file or the cache), tells systemd
+// it is ready, then follows the source and keeps the host converged on every
+// change, on a periodic resync, and whenever one of its routes is removed.
+//
+// It owns no host resource itself: every change to the host goes through a
+// reconciler package. On shutdown it leaves everything in place so pods keep
+// working across restarts and upgrades.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/cniconf"
+	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/routes"
+	"github.com/kindnet-dev/kindnet/pkg/status"
+	"github.com/kindnet-dev/kindnet/pkg/sysctl"
+)
+
+// debounce groups bursts of changes (a file rewritten, many Node events)
+// into one reconcile, without adding noticeable latency to a single change.
+const debounce = 20 * time.Millisecond
+
+// Notifier tells the service manager about the agent (sd_notify).
+type Notifier interface {
+	Ready()
+	Status(line string)
+	Watchdog()
+	Stopping()
+}
+
+// Options are the agent's collaborators; zero values get working defaults.
+type Options struct {
+	Version string
+	Log     *slog.Logger
+	// Source follows the cluster; nil picks one from the config.
+	Source cluster.Source
+	// Notifier reports to systemd; nil means not under systemd.
+	Notifier Notifier
+	// Status receives the live record; nil makes a private one.
+	Status *status.Store
+	// SysctlRoot is /proc/sys unless a test says otherwise.
+	SysctlRoot string
+}
+
+// Agent is one node agent.
+type Agent struct {
+	cfg   *config.Loaded
+	opts  Options
+	log   *slog.Logger
+	nl    *netlink.Handle
+	store *status.Store
+	cache *cluster.Cache
+
+	source  cluster.Source
+	routes  *routes.Reconciler
+	masq    *masq.Reconciler
+	cni     *cniconf.Reconciler
+	sysctls *sysctl.Reconciler
+
+	view       cluster.View
+	haveView   bool // a real view (source or cache) is known: routes may be reconciled
+	viewOrigin string
+	prev       *cluster.Snapshot
+	rejected   map[string]string // last logged rejection reason per peer
+}
+
+// New builds an agent for the config. It touches nothing on the host.
+func New(cfg *config.Loaded, opts Options) (*Agent, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Status == nil {
+		opts.Status = status.NewStore(opts.Version, time.Now())
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	a := &Agent{
+		cfg: cfg, opts: opts, log: opts.Log, nl: nl, store: opts.Status,
+		cache:    &cluster.Cache{Path: cfg.CachePath(), Node: cfg.NodeName},
+		source:   opts.Source,
+		routes:   &routes.Reconciler{Handle: nl},
+		masq:     &masq.Reconciler{Table: cfg.Masquerade.Table, Enabled: cfg.Masquerade.Enabled, NoMasquerade: cfg.NoMasqueradePrefixes()},
+		cni:      &cniconf.Reconciler{Path: cfg.CNIConfPath(), Mode: cfg.CNI.Plugin, MTU: cfg.CNI.MTU, CNIVersion: "1.0.0", IPAMDir: cfg.RunDir + "/ipam", Handle: nl},
+		sysctls:  &sysctl.Reconciler{Root: opts.SysctlRoot, Settings: sysctl.Settings(usesIPv6(cfg))},
+		rejected: map[string]string{},
+	}
+	if a.source == nil {
+		if cfg.NodesFile == "" {
+			nl.Close()
+			return nil, errors.New("no nodesFile is set and the Kubernetes API source is not available in this build: set nodesFile")
+		}
+		a.source = &cluster.NodesFile{Path: cfg.NodesFile, Self: cfg.NodeName}
+	}
+	a.store.Update(func(r *status.Record) {
+		r.Node.Name = cfg.NodeName
+		r.Source.Name = a.source.Name()
+		r.Masquerade = status.Masq{Enabled: cfg.Masquerade.Enabled, Table: cfg.Masquerade.Table}
+		r.CNI.Path = cfg.CNIConfPath()
+	})
+	return a, nil
+}
+
+func usesIPv6(cfg *config.Loaded) bool {
+	for _, p := range append(cfg.ClusterPrefixes(), cfg.PodPrefixes()...) {
+		if p.Addr().Is6() {
+			return true
+		}
+	}
+	// Without configured ranges the cluster's families are unknown; IPv6
+	// forwarding is harmless only when the host has IPv6 at all.
+	return len(cfg.ClusterCIDRs) == 0 && len(cfg.PodCIDRs) == 0 && hostHasIPv6()
+}
+
+// Run brings the node up and keeps it converged until ctx ends. It returns
+// nil on a clean stop; what it installed stays in place.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.nl.Close()
+	a.applySysctls(ctx)
+	a.bootstrap()
+	a.reconcile(ctx, "bootstrap")
+	a.notify().Ready()
+	a.log.Info("bootstrap state applied", "node", a.cfg.NodeName, "view", a.viewOrigin)
+
+	updates := make(chan cluster.Update, 16)
+	kicks := make(chan string, 1)
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- a.source.Run(ctx, updates) }()
+	if err := a.watchNetlink(ctx, kicks); err != nil {
+		a.log.Warn("cannot watch netlink for route changes; relying on resync", "err", err)
+	}
+	return a.loop(ctx, updates, kicks, srcDone)
+}
+
+// loop is the single goroutine that owns the agent's state.
+func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <-chan string, srcDone <-chan error) error {
+	resync := time.NewTicker(a.cfg.ResyncInterval.Std())
+	defer resync.Stop()
+	watchdog := watchdogTicker()
+	defer watchdog.Stop()
+	var pending string // why a reconcile is due; "" when none
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	schedule := func(why string) {
+		if pending == "" {
+			timer.Reset(debounce)
+		}
+		pending = why
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			a.notify().Stopping()
+			a.log.Info("stopping; routes, rules and CNI config stay in place")
+			return nil
+		case u := <-updates:
+			if a.apply(u) {
+				schedule("source update")
+			}
+		case why := <-kicks:
+			schedule(why)
+		case <-resync.C:
+			schedule("resync")
+		case <-timer.C:
+			why := pending
+			pending = ""
+			a.reconcile(ctx, why)
+		case err := <-srcDone:
+			if ctx.Err() != nil {
+				continue
+			}
+			return fmt.Errorf("source %s stopped: %w", a.source.Name(), err)
+		case <-watchdog.C:
+			a.notify().Watchdog()
+		}
+	}
+}
+
+// bootstrap picks the first view without any network: the nodes file when
+// it can be read, else the cache written by the last successful run.
+func (a *Agent) bootstrap() {
+	if nf, ok := a.source.(*cluster.NodesFile); ok {
+		v, err := nf.Read()
+		if err == nil {
+			a.setView(v, "nodes file")
+			return
+		}
+		a.log.Warn("cannot read the nodes file at start; trying the cache", "err", err)
+	}
+	v, err := a.cache.Load()
+	switch {
+	case err != nil:
+		a.log.Warn("ignoring the cache", "err", err)
+	case v != nil:
+		a.setView(*v, "cache")
+		return
+	}
+	a.log.Info("no cluster view yet: installed routes are kept until the source reports", "node", a.cfg.NodeName)
+}
+
+func (a *Agent) setView(v cluster.View, origin string) {
+	v.Normalize()
+	a.view, a.haveView, a.viewOrigin = v, true, origin
+	a.store.Update(func(r *status.Record) {
+		if origin == "cache" {
+			r.Source.Name = "cache"
+		}
+	})
+}
+
+// apply takes a source update; it reports whether the view changed.
+func (a *Agent) apply(u cluster.Update) bool {
+	now := time.Now()
+	if u.Err != nil {
+		a.log.Error("source problem; keeping the last good view", "source", a.source.Name(), "err", u.Err)
+		a.store.Update(func(r *status.Record) {
+			if r.Source.Healthy || r.Source.Error == "" {
+				r.Source.Since = now
+			}
+			r.Source.Name, r.Source.Healthy, r.Source.Error = a.source.Name(), false, u.Err.Error()
+		})
+		return false
+	}
+	a.store.Update(func(r *status.Record) {
+		r.Source = status.Source{Name: a.source.Name(), Healthy: true, LastEvent: now, Synced: true}
+	})
+	if a.haveView && a.viewOrigin == a.source.Name() && a.view.Equal(normalized(*u.View)) {
+		return false
+	}
+	a.setView(*u.View, a.source.Name())
+	return true
+}
+
+func normalized(v cluster.View) cluster.View { v.Normalize(); return v }
+
+func (a *Agent) notify() Notifier {
+	if a.opts.Notifier == nil {
+		return nopNotifier{}
+	}
+	return a.opts.Notifier
+}
+
+type nopNotifier struct{}
+
+func (nopNotifier) Ready()        {}
+func (nopNotifier) Status(string) {}
+func (nopNotifier) Watchdog()     {}
+func (nopNotifier) Stopping()     {}
+
+func (a *Agent) applySysctls(ctx context.Context) {
+	start := time.Now()
+	changes, err := a.sysctls.Reconcile(ctx)
+	for _, c := range changes {
+		a.log.Info("sysctl set", "reconciler", "sysctl", "change", c.String())
+	}
+	if err != nil {
+		a.log.Error("sysctl", "reconciler", "sysctl", "err", err)
+	}
+	a.store.Update(func(r *status.Record) { r.SetRun(run("sysctl", start, len(changes), err)) })
+}
+
+func run(name string, start time.Time, changes int, err error) status.Run {
+	r := status.Run{Name: name, Last: start, Duration: time.Since(start), Changes: changes}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
+

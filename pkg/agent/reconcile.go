@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/vishvananda/netlink"
+
+	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/hostnet"
+	"github.com/kindnet-dev/kindnet/pkg/routes"
+	"github.com/kindnet-dev/kindnet/pkg/status"
+)
+
+// reconcile validates the current view against the host and converges
+// every piece. A failing reconciler is recorded and retried on the next
+// run; it never stops the others.
+func (a *Agent) reconcile(ctx context.Context, why string) {
+	snap, err := a.snapshot()
+	if err != nil {
+		a.log.Error("cannot read the host's addresses; skipping this run", "err", err)
+		return
+	}
+	a.logPeers(snap)
+	var failed bool
+	var routeRes routes.Result
+	if a.haveView {
+		start := time.Now()
+		res, err := a.routes.Reconcile(ctx, &snap)
+		routeRes = res
+		a.logChanges("routes", res.Changes, err)
+		a.store.Update(func(r *status.Record) { r.SetRun(run("routes", start, len(res.Changes), err)) })
+		failed = failed || err != nil
+
+		start = time.Now()
+		mres, err := a.masq.Reconcile(ctx, &snap)
+		changes := 0
+		if mres.Changed {
+			changes = 1
+			a.log.Info("masquerade table written", "reconciler", "masquerade", "table", a.cfg.Masquerade.Table, "enabled", a.cfg.Masquerade.Enabled)
+		}
+		a.logChanges("masquerade", nil, err)
+		a.store.Update(func(r *status.Record) {
+			r.SetRun(run("masquerade", start, changes, err))
+			r.Masquerade.Present = mres.Present
+			r.Masquerade.PodRanges = strs(mres.Pods)
+			r.Masquerade.NoMasquerade = strs(mres.NoMasquerade)
+		})
+		failed = failed || err != nil
+	}
+
+	start := time.Now()
+	cres, err := a.cni.Reconcile(ctx, &snap)
+	if cres.Written {
+		a.log.Info("CNI config written", "reconciler", "cni", "path", cres.Path, "mtu", cres.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
+	}
+	a.logChanges("cni", nil, err)
+	a.store.Update(func(r *status.Record) {
+		r.SetRun(run("cni", start, btoi(cres.Written), err))
+		r.CNI.Present, r.CNI.Hash, r.CNI.Written, r.CNI.MTU, r.CNI.Waiting = cres.Hash != "", cres.Hash, cres.ModTime, cres.MTU, cres.Waiting
+	})
+	failed = failed || err != nil
+
+	a.record(snap, routeRes)
+	if !failed && a.haveView && a.viewOrigin != "cache" {
+		if changed, err := a.cache.Save(a.view); err != nil {
+			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
+		} else if changed {
+			a.log.Debug("cache saved", "path", a.cache.Path)
+		}
+	}
+	a.prev = &snap
+	rec := a.store.Get()
+	a.notify().Status(rec.Summary())
+	a.log.Debug("reconciled", "why", why, "summary", rec.Summary())
+}
+
+// snapshot validates the view against what the host looks like now.
+func (a *Agent) snapshot() (cluster.Snapshot, error) {
+	facts, err := hostnet.Read(a.nl)
+	if err != nil {
+		return cluster.Snapshot{}, err
+	}
+	v := a.view
+	v.Self.Name = a.cfg.NodeName
+	return cluster.Validate(v, cluster.Policy{
+		ClusterCIDRs: a.cfg.ClusterPrefixes(),
+		SelfPodCIDRs: a.cfg.PodPrefixes(),
+		HostAddrs:    facts.Addrs,
+		HostSubnets:  facts.Subnets,
+		Protected:    facts.Gateways,
+		Previous:     a.prev,
+	}), nil
+}
+
+// record writes the snapshot and route results into the status record.
+func (a *Agent) record(snap cluster.Snapshot, rr routes.Result) {
+	peers := make([]status.Peer, 0, len(snap.Peers)+len(snap.Rejected))
+	for _, p := range snap.Peers {
+		sp := status.Peer{Name: p.Name, State: status.PeerPending, Addresses: strs(p.Addrs), PodCIDRs: strs(p.PodCIDRs)}
+		if st, ok := rr.Peers[p.Name]; ok {
+			sp.State, sp.Reason = st.State, st.Reason
+		} else if !a.haveView {
+			sp.Reason = "no route reconcile yet"
+		}
+		peers = append(peers, sp)
+	}
+	for _, r := range snap.Rejected {
+		peers = append(peers, status.Peer{Name: r.Node.Name, State: status.PeerRejected, Reason: r.Reason,
+			Addresses: r.Node.Addresses, PodCIDRs: r.Node.PodCIDRs})
+	}
+	a.store.Update(func(r *status.Record) {
+		r.Peers = peers
+		r.Node.PodCIDRs = strs(snap.Self.PodCIDRs)
+		r.Node.Problem = snap.SelfProblem
+	})
+}
+
+// logPeers logs each rejection and each state change once, not on every run.
+func (a *Agent) logPeers(snap cluster.Snapshot) {
+	now := map[string]string{}
+	for _, r := range snap.Rejected {
+		now[r.Node.Name] = r.Reason
+		if a.rejected[r.Node.Name] != r.Reason {
+			a.log.Warn("peer rejected: nothing installed for it", "peer", r.Node.Name, "reason", r.Reason,
+				"addresses", r.Node.Addresses, "podCIDRs", r.Node.PodCIDRs)
+		}
+	}
+	for name := range a.rejected {
+		if _, still := now[name]; !still {
+			a.log.Info("peer no longer rejected", "peer", name)
+		}
+	}
+	a.rejected = now
+}
+
+func (a *Agent) logChanges(reconciler string, changes []string, err error) {
+	for _, c := range changes {
+		a.log.Info(c, "reconciler", reconciler)
+	}
+	if err != nil {
+		a.log.Error("reconcile failed; will retry", "reconciler", reconciler, "err", err)
+	}
+}
+
+// watchNetlink kicks a reconcile when a kindnet route disappears (someone
+// ran `ip route del`), or when links or addresses change (a peer may have
+// become on-link or off-link).
+func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) error {
+	routeCh := make(chan netlink.RouteUpdate, 64)
+	linkCh := make(chan netlink.LinkUpdate, 64)
+	addrCh := make(chan netlink.AddrUpdate, 64)
+	done := ctx.Done()
+	onErr := func(err error) { a.log.Warn("netlink subscription error", "err", err) }
+	err := errors.Join(
+		netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}),
+		netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}),
+		netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}),
+	)
+	kick := func(why string) {
+		select {
+		case kicks <- why:
+		default: // a kick is already pending
+		}
+	}
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case u, ok := <-routeCh:
+				if !ok {
+					return
+				}
+				if u.Type == unixRTMDelRoute && u.Protocol == routes.Protocol {
+					kick("kindnet route removed: " + u.Dst.String())
+				}
+			case _, ok := <-linkCh:
+				if !ok {
+					return
+				}
+				kick("link change")
+			case _, ok := <-addrCh:
+				if !ok {
+					return
+				}
+				kick("address change")
+			}
+		}
+	}()
+	return err
+}
+
+// watchdogTicker ticks at half the systemd watchdog interval, or never.
+func watchdogTicker() *time.Ticker {
+	d, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || d <= 0 {
+		t := time.NewTicker(time.Hour)
+		t.Stop()
+		return t
+	}
+	return time.NewTicker(d / 2)
+}
+
+func hostHasIPv6() bool {
+	_, err := os.Stat("/proc/sys/net/ipv6/conf/all/forwarding")
+	return err == nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
