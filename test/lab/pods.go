@@ -1,0 +1,96 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// CNIResult is what `kindnet-lab cni add` prints.
+type CNIResult struct {
+	IPs []netip.Prefix `json:"ips"`
+}
+
+// AddPod creates a pod namespace on node n and wires it by running the
+// CNI plugin the node's agent-written conflist names, as a runtime would.
+func (l *Lab) AddPod(ctx context.Context, n *Node, name string) (*Pod, error) {
+	p := &Pod{Name: name, Node: n.Name, NS: fmt.Sprintf("%s-%s-%s", l.ID, strings.TrimPrefix(n.NS, l.ID+"-"), name)}
+	if err := addNS(p.NS); err != nil {
+		return nil, err
+	}
+	out, err := l.CNI(ctx, n, "add", p)
+	if err != nil {
+		_ = ip("netns", "del", p.NS)
+		return nil, err
+	}
+	var res CNIResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return nil, fmt.Errorf("CNI ADD result for %s: %w: %s", p.NS, err, out)
+	}
+	for _, a := range res.IPs {
+		if a.Addr().Is4() {
+			p.IPv4 = a.Addr()
+		} else {
+			p.IPv6 = a.Addr()
+		}
+	}
+	n.Pods = append(n.Pods, p)
+	l.Opts.Log("lab %s: pod %s on %s: %s %s", l.ID, p.Name, n.Name, p.IPv4, p.IPv6)
+	return p, nil
+}
+
+// DelPod runs CNI DEL for the pod and deletes its namespace.
+func (l *Lab) DelPod(ctx context.Context, p *Pod) error {
+	n := l.Node(p.Node)
+	if _, err := l.CNI(ctx, n, "del", p); err != nil {
+		return err
+	}
+	for i, q := range n.Pods {
+		if q == p {
+			n.Pods = append(n.Pods[:i], n.Pods[i+1:]...)
+			break
+		}
+	}
+	return ip("netns", "del", p.NS)
+}
+
+// CNI runs one CNI verb (add, check, del) for pod p through libcni inside
+// the node's namespace, with the node's conflist.
+func (l *Lab) CNI(ctx context.Context, n *Node, verb string, p *Pod) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	args := []string{"netns", "exec", n.NS, l.Opts.LabTool, "cni", verb,
+		"--conflist", n.CNIConfPath(), "--bin-dir", l.Opts.CNIBinDir,
+		"--cache-dir", filepath.Join(n.Dir, "cni-cache"),
+		"--netns", "/run/netns/" + p.NS, "--container-id", p.NS, "--pod-name", p.Name}
+	out, err := exec.CommandContext(ctx, "ip", args...).Output()
+	if err != nil {
+		msg := err.Error()
+		if ee, ok := err.(*exec.ExitError); ok {
+			msg = strings.TrimSpace(string(ee.Stderr))
+		}
+		return "", fmt.Errorf("CNI %s for pod %s on %s: %s", strings.ToUpper(verb), p.Name, n.Name, msg)
+	}
+	return string(out), nil
+}
+
+// Exec runs a command inside a lab namespace and returns its output.
+func Exec(ctx context.Context, ns string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("in %s: %s: %v: %s", ns, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// Ping sends one echo request from namespace ns to addr, waiting at most a
+// second for the reply.
+func Ping(ctx context.Context, ns string, addr netip.Addr) error {
+	_, err := Exec(ctx, ns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr.String())
+	return err
+}

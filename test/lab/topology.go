@@ -1,0 +1,141 @@
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ip runs one iproute2 command and names it in the error.
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// script runs several ip commands in order, stopping at the first error.
+func script(cmds ...[]string) error {
+	for _, c := range cmds {
+		if err := ip(c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addNS(name string) error {
+	return script(
+		[]string{"netns", "add", name},
+		[]string{"-n", name, "link", "set", "lo", "up"},
+	)
+}
+
+// plug creates a veth pair with one end ("eth0") inside ns and the other
+// inside the switch namespace, attached to its bridge. Both ends are
+// created directly in their namespaces: nothing appears on the host.
+func (l *Lab) plug(ns, port string) error {
+	return script(
+		[]string{"link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", l.Switch},
+		[]string{"-n", l.Switch, "link", "set", port, "master", "br0", "up"},
+		[]string{"-n", ns, "link", "set", "eth0", "up"},
+	)
+}
+
+func (l *Lab) buildTopology() error {
+	if err := addNS(l.Switch); err != nil {
+		return err
+	}
+	if err := script(
+		[]string{"-n", l.Switch, "link", "add", "br0", "type", "bridge"},
+		[]string{"-n", l.Switch, "link", "set", "br0", "up"},
+	); err != nil {
+		return err
+	}
+	if err := l.buildExt(); err != nil {
+		return err
+	}
+	for i := 1; i <= l.Opts.Nodes; i++ {
+		if err := l.buildNode(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildExt makes the external host: the nodes' default gateway, with the
+// "world" addresses on its loopback and no route to any pod range, so a
+// reply reaches a pod only if the node masqueraded the request.
+func (l *Lab) buildExt() error {
+	l.Ext = Host{NS: l.ID + "-ext", IPv4: extIPv4, IPv6: extIPv6, World: []netip.Addr{WorldIPv4, WorldIPv6}}
+	ns := l.Ext.NS
+	if err := addNS(ns); err != nil {
+		return err
+	}
+	if err := l.plug(ns, "ext"); err != nil {
+		return err
+	}
+	return script(
+		[]string{"-n", ns, "addr", "add", extIPv4.String() + "/24", "dev", "eth0"},
+		[]string{"-n", ns, "addr", "add", extIPv6.String() + "/64", "dev", "eth0", "nodad"},
+		[]string{"-n", ns, "addr", "add", WorldIPv4.String() + "/32", "dev", "lo"},
+		[]string{"-n", ns, "addr", "add", WorldIPv6.String() + "/128", "dev", "lo"},
+	)
+}
+
+func (l *Lab) buildNode(i int) error {
+	v4, v6, c4, c6 := NodeSpec(i)
+	n := &Node{
+		Name: fmt.Sprintf("node%d", i), NS: fmt.Sprintf("%s-n%d", l.ID, i),
+		IPv4: v4, IPv6: v6, PodCIDR4: c4, PodCIDR6: c6,
+		Dir: filepath.Join(l.Dir, fmt.Sprintf("node%d", i)),
+	}
+	l.Nodes = append(l.Nodes, n)
+	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
+		return err
+	}
+	if err := addNS(n.NS); err != nil {
+		return err
+	}
+	if err := l.plug(n.NS, fmt.Sprintf("n%d", i)); err != nil {
+		return err
+	}
+	if err := script(
+		[]string{"-n", n.NS, "addr", "add", v4.String() + "/24", "dev", "eth0"},
+		[]string{"-n", n.NS, "addr", "add", v6.String() + "/64", "dev", "eth0", "nodad"},
+		[]string{"-n", n.NS, "route", "add", "default", "via", extIPv4.String()},
+		[]string{"-n", n.NS, "-6", "route", "add", "default", "via", extIPv6.String()},
+	); err != nil {
+		return err
+	}
+	return os.WriteFile(n.ConfigPath(), []byte(l.agentConfig(n)), 0o600)
+}
+
+// ConfigPath is the node agent's config file.
+func (n *Node) ConfigPath() string { return filepath.Join(n.Dir, "config.yaml") }
+
+// CNIConfPath is where the node's agent writes the conflist.
+func (n *Node) CNIConfPath() string { return filepath.Join(n.Dir, "cni", "10-kindnet.conflist") }
+
+// agentConfig is the node's /etc/kindnet/config.yaml, with every path
+// inside the node's lab directory.
+func (l *Lab) agentConfig(n *Node) string {
+	return fmt.Sprintf(`# kindnet agent config of lab %s, node %s
+nodeName: %s
+nodesFile: %s
+clusterCIDRs: [%s, %s]
+cni:
+  plugin: %s
+  confDir: %s
+  binDir: %s
+stateDir: %s
+runDir: %s
+resyncInterval: 30s
+logLevel: debug
+`, l.ID, n.Name, n.Name, l.NodesFile, ClusterCIDR4, ClusterCIDR6, l.Opts.CNIPlugin,
+		filepath.Join(n.Dir, "cni"), l.Opts.CNIBinDir, filepath.Join(n.Dir, "state"), filepath.Join(n.Dir, "run"))
+}
