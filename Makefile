@@ -12,7 +12,7 @@ LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PK
 # Debian packages the tests, the lab and the demo use.
 DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps
 
-.PHONY: help build test test-unit demo deps lint clean
+.PHONY: help build test test-unit demo deps tools lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ deps: ## install the Debian packages the tests and the lab need (root)
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+tools: ## build the third-party tools tests drive (cached in ~/.cache/kindnet)
+	scripts/tools.sh all
 
 test: deps ## run every test, including the root-only network-namespace and lab tests
 	$(GO) test -count=1 -timeout 60m ./...
