@@ -1,0 +1,117 @@
+// Package e2e runs whole kindnet agents in the network-namespace lab
+// (test/lab) and checks what a user would: pods reach each other over IPv4
+// and IPv6, traffic leaving the cluster is masqueraded, routes follow the
+// cluster, and nothing survives that should not. These tests need root and
+// skip without it; they never touch the machine's own network namespace.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kindnet-dev/kindnet/test/lab"
+)
+
+// binDir holds kindnet and kindnet-lab built once for the whole package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Println("e2e: not root: the lab tests skip (run `sudo make test`)")
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "kindnet-e2e-bin-")
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	for out, pkg := range map[string]string{"kindnet": "./cmd/kindnet", "kindnet-lab": "./test/lab/kindnet-lab"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
+		cmd.Dir = "../.."
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("build %s: %v\n%s", pkg, err, b)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// labOptions are the defaults of the e2e labs; tests adjust them.
+func labOptions(t *testing.T) lab.Options {
+	return lab.Options{
+		Nodes: 3, PodsPerNode: 1,
+		Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"),
+		CNIPlugin: "ptp", CNIBinDir: "/usr/lib/cni",
+		Log: t.Logf,
+	}
+}
+
+// newLab builds a lab for one test and removes it when the test ends, also
+// when it fails. On failure the agents' logs are attached to the test output.
+func newLab(t *testing.T, o lab.Options) *lab.Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range l.Nodes {
+				if b, err := os.ReadFile(n.LogPath()); err == nil {
+					t.Logf("---- agent log of %s ----\n%s", n.Name, tail(b, 60))
+				}
+			}
+		}
+		if err := l.Down(); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return l
+}
+
+// tail returns the last n lines of b.
+func tail(b []byte, n int) string {
+	lines := 0
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			lines++
+			if lines > n {
+				return string(b[i+1:])
+			}
+		}
+	}
+	return string(b)
+}
+
+// eventually polls cond every 20ms for up to d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, still not %s: %v", d, what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
