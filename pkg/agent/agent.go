@@ -138,9 +138,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	kicks := make(chan string, 1)
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- a.source.Run(ctx, updates) }()
-	if err := a.watchNetlink(ctx, kicks); err != nil {
-		a.log.Warn("cannot watch netlink for route changes; relying on resync", "err", err)
-	}
+	go a.watchNetlink(ctx, kicks)
 	return a.loop(ctx, updates, kicks, srcDone)
 }
 

@@ -148,50 +148,70 @@ func (a *Agent) logChanges(reconciler string, changes []string, err error) {
 
 // watchNetlink kicks a reconcile when a kindnet route disappears (someone
 // ran `ip route del`), or when links or addresses change (a peer may have
-// become on-link or off-link).
-func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) error {
-	routeCh := make(chan netlink.RouteUpdate, 64)
-	linkCh := make(chan netlink.LinkUpdate, 64)
-	addrCh := make(chan netlink.AddrUpdate, 64)
-	done := ctx.Done()
-	onErr := func(err error) { a.log.Warn("netlink subscription error", "err", err) }
-	err := errors.Join(
-		netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{ErrorCallback: onErr}),
-		netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}),
-		netlink.AddrSubscribeWithOptions(addrCh, done, netlink.AddrSubscribeOptions{ErrorCallback: onErr}),
-	)
+// become on-link or off-link). A subscription that breaks is renewed; the
+// periodic resync covers the gap.
+func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) {
 	kick := func(why string) {
 		select {
 		case kicks <- why:
 		default: // a kick is already pending
 		}
 	}
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case u, ok := <-routeCh:
-				if !ok {
-					return
-				}
-				if u.Type == unixRTMDelRoute && u.Protocol == routes.Protocol {
-					kick("kindnet route removed: " + u.Dst.String())
-				}
-			case _, ok := <-linkCh:
-				if !ok {
-					return
-				}
-				kick("link change")
-			case _, ok := <-addrCh:
-				if !ok {
-					return
-				}
-				kick("address change")
-			}
+	for ctx.Err() == nil {
+		if err := a.subscribeOnce(ctx, kick); err != nil {
+			a.log.Warn("netlink subscription failed; relying on resync until it is renewed", "err", err)
 		}
-	}()
-	return err
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			kick("netlink subscription renewed")
+		}
+	}
+}
+
+// subscribeOnce follows route, link and address events until one of the
+// subscriptions ends.
+func (a *Agent) subscribeOnce(ctx context.Context, kick func(string)) error {
+	sub, cancel := context.WithCancel(ctx)
+	defer cancel()
+	routeCh := make(chan netlink.RouteUpdate, 64)
+	linkCh := make(chan netlink.LinkUpdate, 64)
+	addrCh := make(chan netlink.AddrUpdate, 64)
+	onErr := func(err error) {
+		if sub.Err() == nil { // closing the subscriptions is not an error
+			a.log.Warn("netlink subscription error", "err", err)
+		}
+	}
+	if err := errors.Join(
+		netlink.RouteSubscribeWithOptions(routeCh, sub.Done(), netlink.RouteSubscribeOptions{ErrorCallback: onErr}),
+		netlink.LinkSubscribeWithOptions(linkCh, sub.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr}),
+		netlink.AddrSubscribeWithOptions(addrCh, sub.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr}),
+	); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-routeCh:
+			if !ok {
+				return errors.New("route subscription closed")
+			}
+			if u.Type == unixRTMDelRoute && u.Protocol == routes.Protocol {
+				kick("kindnet route removed: " + u.Dst.String())
+			}
+		case _, ok := <-linkCh:
+			if !ok {
+				return errors.New("link subscription closed")
+			}
+			kick("link change")
+		case _, ok := <-addrCh:
+			if !ok {
+				return errors.New("address subscription closed")
+			}
+			kick("address change")
+		}
+	}
 }
 
 // watchdogTicker ticks at half the systemd watchdog interval, or never.

@@ -41,13 +41,17 @@ func (l *Lab) Serve(ctx context.Context, ns string) error {
 func hostPort(a netip.Addr) string { return netip.AddrPortFrom(a, WhoamiPort).String() }
 
 // SourceSeen connects from namespace ns to the whoami server at dst and
-// returns the source address that server saw.
+// returns the source address that server saw. It tries three times, like
+// pingRetry, for links that are still settling.
 func (l *Lab) SourceSeen(ctx context.Context, ns string, dst netip.Addr) (netip.Addr, error) {
-	out, err := Exec(ctx, ns, l.Opts.LabTool, "fetch", "--timeout", "2s", hostPort(dst))
-	if err != nil {
-		return netip.Addr{}, err
+	var out string
+	var err error
+	for range 3 {
+		if out, err = Exec(ctx, ns, l.Opts.LabTool, "fetch", "--timeout", "2s", hostPort(dst)); err == nil {
+			return netip.ParseAddr(strings.TrimSpace(out))
+		}
 	}
-	return netip.ParseAddr(strings.TrimSpace(out))
+	return netip.Addr{}, err
 }
 
 // Matrix is the result of pinging every pod from every other pod.
