@@ -276,4 +276,3 @@ func run(name string, start time.Time, changes int, err error) status.Run {
 	}
 	return r
 }
-

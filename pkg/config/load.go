@@ -291,8 +291,8 @@ func (v *flagValue) String() string {
 	return v.raw
 }
 func (v *flagValue) Set(s string) error { v.raw = s; return nil }
-func (v *flagValue) Type() string { return v.typ }
-func (v *flagValue) IsBoolFlag() bool { return v.isBool }
+func (v *flagValue) Type() string       { return v.typ }
+func (v *flagValue) IsBoolFlag() bool   { return v.isBool }
 
 // BindFlags registers one flag per config key (e.g. --cni-mtu) on fs.
 func BindFlags(fs *pflag.FlagSet) {

@@ -62,9 +62,9 @@ type Lab struct {
 
 // Host is a namespace with addresses (the external host).
 type Host struct {
-	NS   string       `json:"ns"`
-	IPv4 netip.Addr   `json:"ipv4"`
-	IPv6 netip.Addr   `json:"ipv6"`
+	NS   string     `json:"ns"`
+	IPv4 netip.Addr `json:"ipv4"`
+	IPv6 netip.Addr `json:"ipv6"`
 	// World are addresses on the external host's loopback standing for
 	// destinations on the internet (outside every cluster range).
 	World []netip.Addr `json:"world"`

@@ -158,4 +158,3 @@ func KindnetRoutes(ctx context.Context, n *Node) (string, error) {
 	}
 	return b.String(), nil
 }
-
