@@ -67,7 +67,24 @@ runs the same binary as its CNI plugin.`,
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newAgentCmd(e), newCleanupCmd(e), newConfigCmd(e), newVersionCmd(e), newCompletionCmd(e))
+	markArgErrorsAsUsage(root)
 	return root
+}
+
+// markArgErrorsAsUsage makes a wrong number or kind of arguments exit with
+// ExitUsage on every command, like a bad flag does.
+func markArgErrorsAsUsage(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nSee '%s --help'.", err, cmd.CommandPath())}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markArgErrorsAsUsage(sub)
+	}
 }
 
 // Execute runs the CLI and returns the process exit code.
@@ -86,7 +103,7 @@ func Execute(args []string, stdout, stderr io.Writer, environ []string) int {
 		code = ee.Code
 	case errors.As(err, &ce):
 		code = ExitBadConfig
-	case strings.HasPrefix(err.Error(), "unknown command"), strings.Contains(err.Error(), "accepts "), strings.Contains(err.Error(), "requires "):
+	case strings.HasPrefix(err.Error(), "unknown command"): // cobra gives this no type
 		code = ExitUsage
 	}
 	fmt.Fprintln(stderr, "kindnet: "+indentContinuation(err.Error()))

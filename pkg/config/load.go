@@ -33,7 +33,7 @@ func (e *Error) Error() string {
 	b.WriteString("config: ")
 	if e.Field != "" {
 		b.WriteString(e.Field)
-		if e.Value != "" || e.Origin != "" {
+		if e.Value != "" {
 			fmt.Fprintf(&b, " = %q", e.Value)
 		}
 		if e.Origin != "" && e.Origin != "default" {
@@ -78,20 +78,17 @@ func (l *Loaded) Origin(key string) string {
 // returns every problem it finds at once, each as an *Error.
 func Load(src Sources) (*Loaded, error) {
 	l := &Loaded{Config: Defaults(), origin: map[string]string{}}
-	if err := l.loadFile(src.File, src.FileRequired); err != nil {
-		return nil, err
+	fileErrs, fatal := l.loadFile(src.File, src.FileRequired)
+	if fatal != nil {
+		return nil, fatal // nothing sensible to validate
 	}
-	if err := l.loadEnv(src.Environ); err != nil {
-		return nil, err
-	}
-	if err := l.loadFlags(src.Flags); err != nil {
-		return nil, err
-	}
+	errs := []error{fileErrs, l.loadEnv(src.Environ), l.loadFlags(src.Flags)}
 	if l.NodeName == "" {
 		l.NodeName = defaultNodeName()
 		l.origin["nodeName"] = "hostname"
 	}
-	if err := l.Validate(); err != nil {
+	errs = append(errs, l.Validate())
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -100,46 +97,44 @@ func Load(src Sources) (*Loaded, error) {
 // Validate checks the loaded configuration, naming where bad values came from.
 func (l *Loaded) Validate() error { return validate(&l.Config, l.Origin) }
 
-func (l *Loaded) loadFile(path string, required bool) error {
+// loadFile reads the YAML file. Unknown keys are returned as errors while
+// the known ones still apply, so one run reports every problem; a file that
+// cannot be read or decoded at all is fatal.
+func (l *Loaded) loadFile(path string, required bool) (errs error, fatal error) {
 	if path == "" {
-		return nil
+		return nil, nil
 	}
 	origin := "file " + path
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && !required {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return &Error{Origin: origin, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
+		return nil, &Error{Origin: origin, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
 	}
 	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		return &Error{Origin: origin, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}
+		return nil, &Error{Origin: origin, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}
 	}
 	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
-		return nil // an empty or all-comments file: defaults
+		return nil, nil // an empty or all-comments file: defaults
 	}
 	var tree map[string]any
 	if err := json.Unmarshal(js, &tree); err != nil {
-		return &Error{Origin: origin, Msg: "expected a mapping of settings at the top level"}
+		return nil, &Error{Origin: origin, Msg: "expected a mapping of settings at the top level"}
 	}
-	var errs []error
+	var unknown []error
 	for _, key := range leafKeys(tree, "") {
 		if _, ok := fieldByKey(key); !ok {
-			errs = append(errs, &Error{Field: key, Origin: origin, Msg: unknownKeyHint(key)})
+			unknown = append(unknown, &Error{Field: key, Origin: origin, Msg: unknownKeyHint(key)})
 			continue
 		}
 		l.origin[key] = origin
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if err := json.Unmarshal(js, &l.Config); err != nil {
+		return nil, decodeError(err, origin)
 	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l.Config); err != nil {
-		return decodeError(err, origin)
-	}
-	return nil
+	return errors.Join(unknown...), nil
 }
 
 // leafKeys lists the dotted keys of a decoded YAML tree. Sections (masquerade,
@@ -170,12 +165,18 @@ func isSection(key string) bool {
 	return false
 }
 
-// unknownKeyHint suggests the known key closest to a mistyped one.
+// unknownKeyHint suggests the known key or section closest to a mistyped one.
 func unknownKeyHint(key string) string {
 	best, bestScore := "", 1<<30
 	for _, f := range fields {
-		if d := editDistance(strings.ToLower(key), strings.ToLower(f.key)); d < bestScore {
-			best, bestScore = f.key, d
+		candidates := []string{f.key}
+		if i := strings.IndexByte(f.key, '.'); i > 0 {
+			candidates = append(candidates, f.key[:i]) // the section
+		}
+		for _, c := range candidates {
+			if d := editDistance(strings.ToLower(key), strings.ToLower(c)); d < bestScore {
+				best, bestScore = c, d
+			}
 		}
 	}
 	if bestScore <= 3 {

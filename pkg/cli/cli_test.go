@@ -1,0 +1,95 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Execute(args, &out, &errb, env)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("nodeName: n1\nnodesFile: /etc/kindnet/nodes.yaml\nclusterCIDRs: [10.244.0.0/16]\n"), 0o600)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("nodeName: n1\nnodesFile: /x\nclusterCIDRs: [10.244.0.1/16]\nmasqurade: {}\n"), 0o600)
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr []string
+	}{
+		{"valid config", []string{"config", "validate", "--config", good}, ExitOK, "ok\n", nil},
+		{"invalid config", []string{"config", "validate", "--config", bad}, ExitBadConfig, "", []string{"masqurade", "unknown key"}},
+		{"missing explicit file", []string{"config", "validate", "--config", filepath.Join(dir, "nope.yaml")}, ExitBadConfig, "", []string{"nope.yaml", "cannot read"}},
+		{"bad flag value", []string{"config", "validate", "--config", good, "--cni-plugin", "flannel"}, ExitBadConfig, "", []string{"cni.plugin", "flag --cni-plugin", `"flannel"`}},
+		{"agent refuses bad config before touching anything", []string{"agent", "--config", bad}, ExitBadConfig, "", []string{"clusterCIDRs[0]", "expected 10.244.0.0/16"}},
+		{"unknown flag", []string{"agent", "--bogus"}, ExitUsage, "", []string{"unknown flag: --bogus"}},
+		{"unknown command", []string{"frobnicate"}, ExitUsage, "", []string{"unknown command"}},
+		{"extra argument", []string{"version", "extra"}, ExitUsage, "", []string{"unknown command"}},
+		{"completion needs a shell", []string{"completion"}, ExitUsage, "", []string{"accepts 1 arg"}},
+		{"version", []string{"version", "--short"}, ExitOK, "", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := run(t, []string{"PATH=/bin"}, c.args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, out, errs)
+			}
+			if c.stdout != "" && out != c.stdout {
+				t.Errorf("stdout %q, want %q", out, c.stdout)
+			}
+			for _, w := range c.stderr {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errs)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigShowSaysWhereValuesComeFrom(t *testing.T) {
+	code, out, errs := run(t, []string{"KINDNET_CNI_MTU=1400"}, "config", "show", "--node-name", "n9", "--nodes-file", "/n.yaml")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, w := range []string{"nodeName: n9  # flag --node-name", "cni.mtu: 1400  # env KINDNET_CNI_MTU", "cni.plugin: ptp  # default"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestCompletionScripts(t *testing.T) {
+	for shell, marker := range map[string]string{"bash": "__start_kindnet", "zsh": "#compdef kindnet", "fish": "complete -c kindnet"} {
+		code, out, errs := run(t, nil, "completion", shell)
+		if code != ExitOK || !strings.Contains(out, marker) {
+			t.Errorf("%s: exit %d, marker %q missing (stderr %s)", shell, code, marker, errs)
+		}
+	}
+	if code, _, _ := run(t, nil, "completion", "powershell"); code != ExitUsage {
+		t.Errorf("powershell: exit %d, want %d", code, ExitUsage)
+	}
+}
+
+func TestCleanupRefusesDangerousRunDir(t *testing.T) {
+	for _, d := range []string{"/", "/run", "relative/dir"} {
+		if _, err := removeRunDir(d); err == nil {
+			t.Errorf("removeRunDir(%q) did not refuse", d)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	os.MkdirAll(filepath.Join(dir, "ipam"), 0o700)
+	if removed, err := removeRunDir(dir); err != nil || !removed {
+		t.Fatalf("removeRunDir(%s) = %v, %v", dir, removed, err)
+	}
+}
