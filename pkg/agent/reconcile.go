@@ -32,7 +32,7 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		res, err := a.routes.Reconcile(ctx, &snap)
 		routeRes = res
 		a.logChanges("routes", res.Changes, err)
-		a.store.Update(func(r *status.Record) { r.SetRun(run("routes", start, len(res.Changes), err)) })
+		a.setRun(run("routes", start, len(res.Changes), err))
 		failed = failed || err != nil
 
 		start = time.Now()
@@ -43,12 +43,8 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 			a.log.Info("masquerade table written", "reconciler", "masquerade", "table", a.cfg.Masquerade.Table, "enabled", a.cfg.Masquerade.Enabled)
 		}
 		a.logChanges("masquerade", nil, err)
-		a.store.Update(func(r *status.Record) {
-			r.SetRun(run("masquerade", start, changes, err))
-			r.Masquerade.Present = mres.Present
-			r.Masquerade.PodRanges = strs(mres.Pods)
-			r.Masquerade.NoMasquerade = strs(mres.NoMasquerade)
-		})
+		a.setRun(run("masquerade", start, changes, err))
+		a.store.Update(func(r *status.Record) { recordMasq(&r.Masquerade, mres) })
 		failed = failed || err != nil
 	}
 
@@ -58,13 +54,11 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		a.log.Info("CNI config written", "reconciler", "cni", "path", cres.Path, "mtu", cres.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
 	}
 	a.logChanges("cni", nil, err)
-	a.store.Update(func(r *status.Record) {
-		r.SetRun(run("cni", start, btoi(cres.Written), err))
-		r.CNI.Present, r.CNI.Hash, r.CNI.Written, r.CNI.MTU, r.CNI.Waiting = cres.Hash != "", cres.Hash, cres.ModTime, cres.MTU, cres.Waiting
-	})
+	a.setRun(run("cni", start, btoi(cres.Written), err))
+	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
 	failed = failed || err != nil
 
-	a.record(snap, routeRes)
+	a.store.Update(func(r *status.Record) { recordSnapshot(r, snap, routeRes, a.haveView) })
 	if !failed && a.haveView && a.viewOrigin != "cache" {
 		if changed, err := a.cache.Save(a.view); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
@@ -94,29 +88,6 @@ func (a *Agent) snapshot() (cluster.Snapshot, error) {
 		Protected:    facts.Gateways,
 		Previous:     a.prev,
 	}), nil
-}
-
-// record writes the snapshot and route results into the status record.
-func (a *Agent) record(snap cluster.Snapshot, rr routes.Result) {
-	peers := make([]status.Peer, 0, len(snap.Peers)+len(snap.Rejected))
-	for _, p := range snap.Peers {
-		sp := status.Peer{Name: p.Name, State: status.PeerPending, Addresses: strs(p.Addrs), PodCIDRs: strs(p.PodCIDRs)}
-		if st, ok := rr.Peers[p.Name]; ok {
-			sp.State, sp.Reason = st.State, st.Reason
-		} else if !a.haveView {
-			sp.Reason = "no route reconcile yet"
-		}
-		peers = append(peers, sp)
-	}
-	for _, r := range snap.Rejected {
-		peers = append(peers, status.Peer{Name: r.Node.Name, State: status.PeerRejected, Reason: r.Reason,
-			Addresses: r.Node.Addresses, PodCIDRs: r.Node.PodCIDRs})
-	}
-	a.store.Update(func(r *status.Record) {
-		r.Peers = peers
-		r.Node.PodCIDRs = strs(snap.Self.PodCIDRs)
-		r.Node.Problem = snap.SelfProblem
-	})
 }
 
 // logPeers logs each rejection and each state change once, not on every run.
