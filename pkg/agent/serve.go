@@ -18,7 +18,7 @@ import (
 func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	ipamDir := inspect.IPAMDir(a.cfg)
 	refresh := func(r *status.Record) {
-		r.IPAM = inspect.IPAMUsage(ipamDir, cniconf.NetworkName, r.Node.PodCIDRs)
+		r.IPAM = inspect.IPAMUsage(ipamDir, cniconf.NetworkName, r.Node.PodCIDRs, a.cfg.CNI.Plugin)
 	}
 	ln, err := status.Listen(a.cfg.SocketPath())
 	if err != nil {

@@ -70,7 +70,11 @@ func Host(cfg *config.Loaded, agentErr string) status.Record {
 		h.NftTables = tables
 		rec.Masquerade.Present = slices.Contains(tables, cfg.Masquerade.Table)
 	}
-	rec.IPAM = IPAMUsage(IPAMDir(cfg), cniconf.NetworkName, rec.Node.PodCIDRs)
+	mode := rec.CNI.Plugin
+	if mode == "" {
+		mode = cfg.CNI.Plugin
+	}
+	rec.IPAM = IPAMUsage(IPAMDir(cfg), cniconf.NetworkName, rec.Node.PodCIDRs, mode)
 	return rec
 }
 
@@ -194,40 +198,51 @@ func CNIFile(path string) status.CNI {
 	if st, err := os.Stat(path); err == nil {
 		c.Written = st.ModTime()
 	}
+	// kindnet's own plugin names the wiring in "mode"; the reference
+	// plugins are named by their type (ptp, bridge).
 	var list struct {
 		Plugins []struct {
 			Type string `json:"type"`
+			Mode string `json:"mode"`
 			MTU  int    `json:"mtu"`
 		} `json:"plugins"`
 	}
 	if json.Unmarshal(data, &list) == nil && len(list.Plugins) > 0 {
-		c.Plugin, c.MTU = list.Plugins[0].Type, list.Plugins[0].MTU
+		p := list.Plugins[0]
+		c.Plugin, c.MTU = p.Type, p.MTU
+		if p.Mode != "" {
+			c.Plugin = p.Mode
+		}
 	}
 	return c
 }
 
+// kindnetStateFile is the state of kindnet's own IPAM store (pkg/ipam of
+// the CNI plugin): one JSON document, replaced whole by rename, so it can
+// be read without its lock.
+const kindnetStateFile = "allocations.json"
+
 // IPAMUsage counts the addresses allocated in each of podCIDRs, from the
-// IPAM store of network under dir. The store layout read is one file per
-// allocated address, named by the address, in dir/<network> (the layout of
-// the host-local IPAM the conflist currently uses); other files there
-// (locks, last-reserved markers) are ignored.
-func IPAMUsage(dir, network string, podCIDRs []string) status.IPAM {
+// IPAM store of network under dir (dir/<network>). Two layouts are read:
+//
+//   - kindnet's own IPAM: allocations.json, {"version": 1, "allocations":
+//     [{"ips": [...]}, ...]}; the gateway is reserved only in bridge mode
+//     (ptp uses a link-local gateway);
+//   - host-local's (the reference plugins): one file per allocated
+//     address, named by the address; the first address is the gateway.
+//
+// mode is the CNI wiring mode ("ptp" or "bridge").
+func IPAMUsage(dir, network string, podCIDRs []string, mode string) status.IPAM {
 	store := filepath.Join(dir, network)
 	u := status.IPAM{Dir: store}
-	entries, err := os.ReadDir(store)
+	addrs, gateway, err := readStore(store, mode)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		u.Note = "no IPAM store at " + store + " yet (no pod has been given an address)"
 		return u
 	case err != nil:
-		u.Note = "cannot read the IPAM store: " + err.Error()
+		u.Note = err.Error()
 		return u
-	}
-	var addrs []netip.Addr
-	for _, e := range entries {
-		if a, err := netip.ParseAddr(e.Name()); err == nil && e.Type().IsRegular() {
-			addrs = append(addrs, a)
-		}
 	}
 	u.Available = true
 	for _, s := range podCIDRs {
@@ -235,7 +250,7 @@ func IPAMUsage(dir, network string, podCIDRs []string) status.IPAM {
 		if err != nil {
 			continue
 		}
-		r := status.IPAMRange{CIDR: p.String(), Capacity: Capacity(p)}
+		r := status.IPAMRange{CIDR: p.String(), Capacity: Capacity(p, gateway)}
 		for _, a := range addrs {
 			if p.Contains(a) {
 				r.Used++
@@ -246,22 +261,68 @@ func IPAMUsage(dir, network string, podCIDRs []string) status.IPAM {
 	return u
 }
 
-// Capacity is the number of pod addresses in a range: all of it but the
-// network address and the gateway (the first address), and for IPv4 the
-// broadcast address. It saturates at 2^64-1.
-func Capacity(p netip.Prefix) uint64 {
-	hostBits := p.Addr().BitLen() - p.Bits()
-	if hostBits >= 64 {
-		if hostBits == 64 {
-			return math.MaxUint64 - 1 // 2^64 - 2
+// readStore returns the allocated addresses of a store and whether the
+// store reserves a gateway address in each range.
+func readStore(store, mode string) ([]netip.Addr, bool, error) {
+	data, err := os.ReadFile(filepath.Join(store, kindnetStateFile))
+	if err == nil {
+		var st struct {
+			Version     int `json:"version"`
+			Allocations []struct {
+				IPs []netip.Addr `json:"ips"`
+			} `json:"allocations"`
 		}
+		if err := json.Unmarshal(data, &st); err != nil {
+			return nil, false, fmt.Errorf("cannot read the IPAM state %s: %v", filepath.Join(store, kindnetStateFile), err)
+		}
+		if st.Version != 1 {
+			return nil, false, fmt.Errorf("IPAM state %s has version %d; this kindnet reads version 1", filepath.Join(store, kindnetStateFile), st.Version)
+		}
+		var addrs []netip.Addr
+		for _, a := range st.Allocations {
+			addrs = append(addrs, a.IPs...)
+		}
+		return addrs, mode == config.PluginBridge, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("cannot read the IPAM state: %v", err)
+	}
+	entries, err := os.ReadDir(store)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, false, err
+		}
+		return nil, false, fmt.Errorf("cannot read the IPAM store: %v", err)
+	}
+	var addrs []netip.Addr
+	for _, e := range entries {
+		if a, err := netip.ParseAddr(e.Name()); err == nil && e.Type().IsRegular() {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, true, nil
+}
+
+// Capacity is the number of pod addresses in a range: all of it but the
+// network address, the IPv4 broadcast address and, when gateway is true,
+// the gateway (the first address after the network address). It saturates
+// at 2^64-1.
+func Capacity(p netip.Prefix, gateway bool) uint64 {
+	reserved := uint64(1)
+	if p.Addr().Is4() {
+		reserved++
+	}
+	if gateway {
+		reserved++
+	}
+	hostBits := p.Addr().BitLen() - p.Bits()
+	if hostBits > 64 {
 		return math.MaxUint64
 	}
-	n := uint64(1) << hostBits
-	reserved := uint64(2)
-	if p.Addr().Is4() {
-		reserved = 3
+	if hostBits == 64 {
+		return math.MaxUint64 - (reserved - 1) // 2^64 - reserved
 	}
+	n := uint64(1) << hostBits
 	if n <= reserved {
 		return 0
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -22,41 +23,85 @@ import (
 )
 
 func TestCapacity(t *testing.T) {
-	for cidr, want := range map[string]uint64{
-		"10.244.1.0/24":      253, // network, gateway .1, broadcast
-		"10.244.1.0/30":      1,
-		"10.244.1.0/31":      0,
-		"10.244.1.1/32":      0,
-		"fd00:10:244:1::/64": math.MaxUint64 - 1, // 2^64 - network - gateway
-		"fd00:10:244::/56":   math.MaxUint64,     // saturates
-		"fd00::/120":         254,
-	} {
-		if got := Capacity(netip.MustParsePrefix(cidr)); got != want {
-			t.Errorf("Capacity(%s) = %d, want %d", cidr, got, want)
+	cases := []struct {
+		cidr    string
+		gateway bool
+		want    uint64
+	}{
+		{"10.244.1.0/24", true, 253},  // network, gateway .1, broadcast
+		{"10.244.1.0/24", false, 254}, // ptp: link-local gateway
+		{"10.244.1.0/30", true, 1},
+		{"10.244.1.0/31", true, 0},
+		{"10.244.1.1/32", false, 0},
+		{"fd00:10:244:1::/64", true, math.MaxUint64 - 1}, // 2^64 - network - gateway
+		{"fd00:10:244:1::/64", false, math.MaxUint64},    // 2^64 - network
+		{"fd00:10:244::/56", false, math.MaxUint64},      // saturates
+		{"fd00::/120", true, 254},
+	}
+	for _, c := range cases {
+		if got := Capacity(netip.MustParsePrefix(c.cidr), c.gateway); got != c.want {
+			t.Errorf("Capacity(%s, gateway %v) = %d, want %d", c.cidr, c.gateway, got, c.want)
 		}
 	}
 }
 
-func TestIPAMUsageCountsAddressFilesPerRange(t *testing.T) {
-	dir := t.TempDir()
-	if u := IPAMUsage(dir, "kindnet", []string{"10.244.1.0/24"}); u.Available || u.Note == "" {
-		t.Fatalf("missing store: %+v", u)
-	}
-	store := filepath.Join(dir, "kindnet")
-	if err := os.MkdirAll(store, 0o755); err != nil {
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// host-local's layout: one file per address holding the container ID,
-	// plus a lock and last-reserved markers that are not allocations.
-	for _, f := range []string{"10.244.1.2", "10.244.1.3", "fd00:10:244:1::2", "10.99.0.5", "lock", "last_reserved_ip.0"} {
-		if err := os.WriteFile(filepath.Join(store, f), []byte("c0ffee\neth0\n"), 0o644); err != nil {
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	u := IPAMUsage(dir, "kindnet", []string{"10.244.1.0/24", "fd00:10:244:1::/64"})
-	want := []status.IPAMRange{{CIDR: "10.244.1.0/24", Used: 2, Capacity: 253}, {CIDR: "fd00:10:244:1::/64", Used: 1, Capacity: math.MaxUint64 - 1}}
-	if !u.Available || u.Dir != store || !slices.Equal(u.Ranges, want) {
-		t.Fatalf("usage %+v, want ranges %+v", u, want)
+}
+
+func TestIPAMUsageReadsBothStoreLayouts(t *testing.T) {
+	ranges := []string{"10.244.1.0/24", "fd00:10:244:1::/64"}
+	cases := []struct {
+		name  string
+		files map[string]string
+		mode  string
+		want  status.IPAM
+	}{
+		{"no store yet", nil, "ptp", status.IPAM{Note: "no IPAM store at DIR yet (no pod has been given an address)"}},
+		{"host-local: a file per address, lock and markers ignored", map[string]string{
+			"10.244.1.2": "c1\neth0", "10.244.1.3": "c2\neth0", "fd00:10:244:1::2": "c1\neth0", "10.99.0.5": "x",
+			"lock": "", "last_reserved_ip.0": "10.244.1.3",
+		}, "ptp", status.IPAM{Available: true, Ranges: []status.IPAMRange{
+			{CIDR: "10.244.1.0/24", Used: 2, Capacity: 253}, {CIDR: "fd00:10:244:1::/64", Used: 1, Capacity: math.MaxUint64 - 1}}}},
+		{"kindnet store, ptp: no gateway reserved", map[string]string{
+			"allocations.json": `{"version":1,"last":{"10.244.1.0/24":"10.244.1.3"},"allocations":[
+				{"containerID":"c1","ifname":"eth0","ips":["10.244.1.2","fd00:10:244:1::2"]},
+				{"containerID":"c2","ifname":"eth0","ips":["10.244.1.3","fd00:10:244:1::3"]},
+				{"containerID":"c3","ifname":"eth0","ips":["10.244.1.4"]}]}`,
+			"lock": "",
+		}, "ptp", status.IPAM{Available: true, Ranges: []status.IPAMRange{
+			{CIDR: "10.244.1.0/24", Used: 3, Capacity: 254}, {CIDR: "fd00:10:244:1::/64", Used: 2, Capacity: math.MaxUint64}}}},
+		{"kindnet store, bridge: gateway reserved", map[string]string{
+			"allocations.json": `{"version":1,"allocations":[]}`,
+		}, "bridge", status.IPAM{Available: true, Ranges: []status.IPAMRange{
+			{CIDR: "10.244.1.0/24", Used: 0, Capacity: 253}, {CIDR: "fd00:10:244:1::/64", Used: 0, Capacity: math.MaxUint64 - 1}}}},
+		{"kindnet store of a newer version", map[string]string{"allocations.json": `{"version":2}`}, "ptp",
+			status.IPAM{Note: "IPAM state DIR/allocations.json has version 2; this kindnet reads version 1"}},
+		{"corrupt kindnet store", map[string]string{"allocations.json": `{"version":`}, "ptp",
+			status.IPAM{Note: "cannot read the IPAM state DIR/allocations.json: unexpected end of JSON input"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			store := filepath.Join(dir, "kindnet")
+			if c.files != nil {
+				writeFiles(t, store, c.files)
+			}
+			got := IPAMUsage(dir, "kindnet", ranges, c.mode)
+			c.want.Dir = store
+			c.want.Note = strings.ReplaceAll(c.want.Note, "DIR", store)
+			if got.Dir != c.want.Dir || got.Available != c.want.Available || got.Note != c.want.Note || !slices.Equal(got.Ranges, c.want.Ranges) {
+				t.Errorf("got  %+v\nwant %+v", got, c.want)
+			}
+		})
 	}
 }
 
@@ -65,12 +110,17 @@ func TestCNIFileReadsHashPluginAndMTU(t *testing.T) {
 	if c := CNIFile(path); c.Present || c.Path != path {
 		t.Fatalf("absent: %+v", c)
 	}
-	if err := os.WriteFile(path, []byte(`{"cniVersion":"1.0.0","name":"kindnet","plugins":[{"type":"ptp","mtu":1400},{"type":"portmap"}]}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := CNIFile(path)
-	if !c.Present || len(c.Hash) != 64 || c.Plugin != "ptp" || c.MTU != 1400 || c.Written.IsZero() {
-		t.Fatalf("present: %+v", c)
+	for body, plugin := range map[string]string{
+		`{"cniVersion":"1.0.0","name":"kindnet","plugins":[{"type":"ptp","mtu":1400},{"type":"portmap"}]}`:  "ptp",
+		`{"cniVersion":"1.0.0","name":"kindnet","plugins":[{"type":"kindnet","mode":"bridge","mtu":1400}]}`: "bridge",
+	} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := CNIFile(path)
+		if !c.Present || len(c.Hash) != 64 || c.Plugin != plugin || c.MTU != 1400 || c.Written.IsZero() {
+			t.Fatalf("present: %+v, want plugin %s", c, plugin)
+		}
 	}
 }
 

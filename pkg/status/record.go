@@ -180,8 +180,9 @@ type IPAM struct {
 type IPAMRange struct {
 	CIDR string `json:"cidr"`
 	Used int    `json:"used"`
-	// Capacity is the number of assignable addresses (saturates at
-	// 2^64-1 for IPv6 ranges wider than a /64).
+	// Capacity is the number of assignable addresses: the range less its
+	// network, IPv4 broadcast and reserved gateway addresses (saturates at
+	// 2^64-1).
 	Capacity uint64 `json:"capacity"`
 }
 
