@@ -58,7 +58,13 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
 	failed = failed || err != nil
 
-	a.store.Update(func(r *status.Record) { recordSnapshot(r, snap, routeRes, a.haveView) })
+	var before, after []status.Peer
+	a.store.Update(func(r *status.Record) {
+		before = r.Peers
+		recordSnapshot(r, snap, routeRes, a.haveView)
+		after = r.Peers
+	})
+	a.logRouteStates(before, after)
 	if !failed && a.haveView && a.viewOrigin != "cache" {
 		if changed, err := a.cache.Save(a.view); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
@@ -106,6 +112,20 @@ func (a *Agent) logPeers(snap cluster.Snapshot) {
 		}
 	}
 	a.rejected = now
+}
+
+// logRouteStates logs an accepted peer whose route state changed: why it
+// is off-link or in conflict, once per change, and when it is routed again.
+// (Rejections are logged by logPeers.)
+func (a *Agent) logRouteStates(before, after []status.Peer) {
+	for _, p := range routeStateChanges(before, after) {
+		if p.State == status.PeerRouted {
+			a.log.Info("peer routed again", "peer", p.Name, "podCIDRs", p.PodCIDRs)
+			continue
+		}
+		a.log.Warn("peer not routed", "peer", p.Name, "state", p.State, "reason", p.Reason,
+			"addresses", p.Addresses, "podCIDRs", p.PodCIDRs)
+	}
 }
 
 func (a *Agent) logChanges(reconciler string, changes []string, err error) {
