@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,12 +37,12 @@ func newStatusEnv(t *testing.T) statusEnv {
 }
 
 // agent serves a record on the env's socket, as the agent would.
-func (s statusEnv) agent(t *testing.T, change func(r *status.Record)) {
+func (s statusEnv) agent(t *testing.T, change func(r *status.Record)) *status.Store {
 	t.Helper()
 	st := status.NewStore("1.2.3", time.Now().Add(-time.Minute))
 	st.Update(func(r *status.Record) {
 		r.Node = status.Node{Name: "a", PodCIDRs: []string{"10.244.1.0/24"}}
-		r.Source = status.Source{Name: "nodes file", Healthy: true, Synced: true, LastEvent: time.Now()}
+		r.Source = status.Source{Name: "nodes file", Healthy: true, Synced: true, LastEvent: time.Now().Add(-time.Hour)} // relative times stay put during a test
 		r.CNI = status.CNI{Path: s.dir + "/cni/10-kindnet.conflist", Present: true}
 		r.Masquerade = status.Masq{Enabled: true, Table: "kindnet", Present: true}
 		r.Peers = []status.Peer{{Name: "b", State: status.PeerRouted, PodCIDRs: []string{"10.244.2.0/24"}}}
@@ -57,6 +59,7 @@ func (s statusEnv) agent(t *testing.T, change func(r *status.Record)) {
 	done := make(chan struct{})
 	go func() { _ = (&status.Server{Store: st}).Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return st
 }
 
 func run(stdout io.Writer, environ []string, args ...string) (int, string) {
@@ -207,5 +210,64 @@ func TestStatusColoursOnlyOnATerminalWithoutNoColor(t *testing.T) {
 		if got := bytes.Contains(out, []byte("\x1b[32mhealthy")); got != c.colour {
 			t.Errorf("environ %v: coloured = %v, want %v:\n%q", c.environ, got, c.colour, out)
 		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestStatusWatchRedrawsOnChange(t *testing.T) {
+	env := newStatusEnv(t)
+	st := env.agent(t, nil)
+	out := &syncBuffer{}
+	root := NewRoot(out, io.Discard, nil)
+	root.SetArgs([]string{"status", "--config", env.config, "--watch"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+
+	waitFor := func(what string, cond func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond(out.String()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("watch never showed %s:\n%s", what, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the first frame", func(s string) bool { return strings.HasPrefix(s, "healthy\n") })
+	st.Update(func(r *status.Record) {
+		r.Peers = append(r.Peers, status.Peer{Name: "evil", State: status.PeerRejected, Reason: "podCIDR 0.0.0.0/0 is a default route"})
+	})
+	waitFor("a second frame after the change", func(s string) bool { return strings.Contains(s, "\ndegraded: 1 peer rejected (evil)") })
+	// A change that does not alter the view draws nothing new.
+	frames := strings.Count(out.String(), "PEER ")
+	st.Update(func(r *status.Record) {})
+	time.Sleep(200 * time.Millisecond)
+	if got := strings.Count(out.String(), "PEER "); got != frames {
+		t.Errorf("%d frames after an invisible change, want %d", got, frames)
+	}
+	cancel()
+	err := <-done
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 1 {
+		t.Fatalf("watch ended with %v, want exit code 1 (the last verdict)", err)
 	}
 }
