@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
@@ -12,26 +13,32 @@ import (
 
 // serve starts the status socket and, when metricsAddress is set, the
 // metrics and probes listener. A status socket another live agent answers
-// on is fatal (two agents would fight over the same routes); a metrics
-// address that cannot be bound is only logged and shown in the record, as
-// the pod network matters more than its metrics.
+// on is fatal (two agents would fight over the same routes); any other
+// failure to listen is only logged (and a metrics one shown in the record),
+// as the pod network matters more than its status and metrics.
 func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	ipamDir := inspect.IPAMDir(a.cfg)
 	refresh := func(r *status.Record) {
 		r.IPAM = inspect.IPAMUsage(ipamDir, cniconf.NetworkName, r.Node.PodCIDRs, a.cfg.CNI.Plugin)
 	}
 	ln, err := status.Listen(a.cfg.SocketPath())
-	if err != nil {
+	switch {
+	case errors.Is(err, status.ErrAgentRunning):
 		return nil, err
+	case err != nil:
+		// The pod network matters more than its status: go on without.
+		a.log.Error("kindnet status will not reach this agent", "err", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	srv := &status.Server{Store: a.store, Refresh: refresh, Log: a.log}
-	wg.Go(func() {
-		if err := srv.Serve(ctx, ln); err != nil {
-			a.log.Error("status socket stopped", "socket", a.cfg.SocketPath(), "err", err)
-		}
-	})
+	if ln != nil {
+		srv := &status.Server{Store: a.store, Refresh: refresh, Log: a.log}
+		wg.Go(func() {
+			if err := srv.Serve(ctx, ln); err != nil {
+				a.log.Error("status socket stopped", "socket", a.cfg.SocketPath(), "err", err)
+			}
+		})
+	}
 	if addr := a.cfg.MetricsAddress; addr != "" {
 		mln, exposed, err := metrics.Listen(addr)
 		if err != nil {

@@ -82,6 +82,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// ErrAgentRunning is returned by Listen when another agent answers on the
+// socket.
+var ErrAgentRunning = errors.New("another kindnet agent answers")
+
 // Listener is the agent's status socket.
 type Listener struct {
 	*net.UnixListener
@@ -158,7 +162,7 @@ func clearStale(path string) error {
 	}
 	if c, err := net.DialTimeout("unix", path, 500*time.Millisecond); err == nil {
 		c.Close()
-		return fmt.Errorf("another kindnet agent answers on %s: stop it first (two agents would fight over routes)", path)
+		return fmt.Errorf("%w on %s: stop it first (two agents would fight over routes)", ErrAgentRunning, path)
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("remove stale status socket %s: %w", path, err)

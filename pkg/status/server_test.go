@@ -122,7 +122,7 @@ func TestListenReplacesAStaleSocketButNotALiveOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Live: refused, and the other agent's socket is left alone.
-	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another kindnet agent") {
+	if _, err := Listen(path); err == nil || !errors.Is(err, ErrAgentRunning) {
 		t.Fatalf("live socket: %v", err)
 	}
 	old.SetUnlinkOnClose(false)

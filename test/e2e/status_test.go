@@ -222,6 +222,21 @@ func TestStatusTellsHealthyDegradedAndDownWithExitCodes(t *testing.T) {
 		}
 	})
 
+	t.Run("a second agent for the same node refuses to start", func(t *testing.T) {
+		n := l.Nodes[1]
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.NS, l.Opts.Kindnet, "agent", "--config", n.ConfigPath())
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "another kindnet agent answers") {
+			t.Fatalf("second agent: %v\n%s", err, out)
+		}
+		if code, out := kindnetStatus(t, l, n); code != 0 {
+			t.Errorf("the first agent no longer answers: exit %d\n%s", code, out)
+		}
+	})
+
 	t.Run("metrics match the routing table", func(t *testing.T) {
 		for _, n := range l.Nodes {
 			fams, err := scrape(n)
