@@ -14,14 +14,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/kindnet-dev/kindnet/internal/buildinfo"
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/metrics"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 	"github.com/kindnet-dev/kindnet/pkg/sysctl"
@@ -30,6 +33,10 @@ import (
 // debounce groups bursts of changes (a file rewritten, many Node events)
 // into one reconcile, without adding noticeable latency to a single change.
 const debounce = 20 * time.Millisecond
+
+// heartbeatInterval is how often the idle main loop proves it is alive
+// (/healthz fails after metrics.DefaultStaleAfter without a beat).
+const heartbeatInterval = 5 * time.Second
 
 // Notifier tells the service manager about the agent (sd_notify).
 type Notifier interface {
@@ -61,6 +68,8 @@ type Agent struct {
 	nl    *netlink.Handle
 	store *status.Store
 	cache *cluster.Cache
+	// metrics is fed where the record is updated (see setRun).
+	metrics *metrics.Metrics
 
 	source  cluster.Source
 	routes  *routes.Reconciler
@@ -96,6 +105,7 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		cni:      &cniconf.Reconciler{Path: cfg.CNIConfPath(), Mode: cfg.CNI.Plugin, MTU: cfg.CNI.MTU, CNIVersion: "1.0.0", IPAMDir: cfg.RunDir + "/ipam", Handle: nl},
 		sysctls:  &sysctl.Reconciler{Root: opts.SysctlRoot, Settings: sysctl.Settings(usesIPv6(cfg))},
 		rejected: map[string]string{},
+		metrics:  metrics.New(opts.Status, metrics.Build{Version: opts.Version, Commit: buildinfo.Commit}),
 	}
 	if a.source == nil {
 		if cfg.NodesFile == "" {
@@ -109,6 +119,8 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		r.Source.Name = a.source.Name()
 		r.Masquerade = status.Masq{Enabled: cfg.Masquerade.Enabled, Table: cfg.Masquerade.Table}
 		r.CNI.Path = cfg.CNIConfPath()
+		r.CNI.Plugin = cfg.CNI.Plugin
+		r.Agent = status.Agent{PID: os.Getpid(), Socket: cfg.SocketPath(), MetricsAddress: cfg.MetricsAddress}
 	})
 	return a, nil
 }
@@ -128,9 +140,16 @@ func usesIPv6(cfg *config.Loaded) bool {
 // nil on a clean stop; what it installed stays in place.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.nl.Close()
+	a.store.Beat(time.Now())
+	stopServing, err := a.serve(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopServing()
 	a.applySysctls(ctx)
 	a.bootstrap()
 	a.reconcile(ctx, "bootstrap")
+	a.store.Update(func(r *status.Record) { r.Bootstrapped, r.Ready = true, r.Source.Synced })
 	a.notify().Ready()
 	a.log.Info("bootstrap state applied", "node", a.cfg.NodeName, "view", a.viewOrigin)
 
@@ -148,6 +167,9 @@ func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <
 	defer resync.Stop()
 	watchdog := watchdogTicker()
 	defer watchdog.Stop()
+	heartbeat := time.NewTicker(heartbeatInterval)
+	defer heartbeat.Stop()
+	a.store.Beat(time.Now())
 	var pending string // why a reconcile is due; "" when none
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -182,6 +204,8 @@ func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <
 			return fmt.Errorf("source %s stopped: %w", a.source.Name(), err)
 		case <-watchdog.C:
 			a.notify().Watchdog()
+		case now := <-heartbeat.C:
+			a.store.Beat(now) // /healthz: the loop is alive
 		}
 	}
 }
@@ -211,11 +235,7 @@ func (a *Agent) bootstrap() {
 func (a *Agent) setView(v cluster.View, origin string) {
 	v.Normalize()
 	a.view, a.haveView, a.viewOrigin = v, true, origin
-	a.store.Update(func(r *status.Record) {
-		if origin == "cache" {
-			r.Source.Name = "cache"
-		}
-	})
+	a.store.Update(func(r *status.Record) { r.Source.ViewFrom = origin })
 }
 
 // apply takes a source update; it reports whether the view changed.
@@ -223,16 +243,12 @@ func (a *Agent) apply(u cluster.Update) bool {
 	now := time.Now()
 	if u.Err != nil {
 		a.log.Error("source problem; keeping the last good view", "source", a.source.Name(), "err", u.Err)
-		a.store.Update(func(r *status.Record) {
-			if r.Source.Healthy || r.Source.Error == "" {
-				r.Source.Since = now
-			}
-			r.Source.Name, r.Source.Healthy, r.Source.Error = a.source.Name(), false, u.Err.Error()
-		})
+		a.store.Update(func(r *status.Record) { sourceFailed(&r.Source, a.source.Name(), u.Err, now) })
 		return false
 	}
 	a.store.Update(func(r *status.Record) {
-		r.Source = status.Source{Name: a.source.Name(), Healthy: true, LastEvent: now, Synced: true}
+		sourceSynced(&r.Source, a.source.Name(), now)
+		r.Ready = r.Bootstrapped
 	})
 	if a.haveView && a.viewOrigin == a.source.Name() && a.view.Equal(normalized(*u.View)) {
 		return false
@@ -266,7 +282,13 @@ func (a *Agent) applySysctls(ctx context.Context) {
 	if err != nil {
 		a.log.Error("sysctl", "reconciler", "sysctl", "err", err)
 	}
-	a.store.Update(func(r *status.Record) { r.SetRun(run("sysctl", start, len(changes), err)) })
+	a.setRun(run("sysctl", start, len(changes), err))
+}
+
+// setRun records a reconciler run in the status record and the metrics.
+func (a *Agent) setRun(r status.Run) {
+	a.store.Update(func(rec *status.Record) { rec.SetRun(r) })
+	a.metrics.ObserveRun(r)
 }
 
 func run(name string, start time.Time, changes int, err error) status.Run {

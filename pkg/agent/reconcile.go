@@ -32,7 +32,7 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		res, err := a.routes.Reconcile(ctx, &snap)
 		routeRes = res
 		a.logChanges("routes", res.Changes, err)
-		a.store.Update(func(r *status.Record) { r.SetRun(run("routes", start, len(res.Changes), err)) })
+		a.setRun(run("routes", start, len(res.Changes), err))
 		failed = failed || err != nil
 
 		start = time.Now()
@@ -43,12 +43,8 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 			a.log.Info("masquerade table written", "reconciler", "masquerade", "table", a.cfg.Masquerade.Table, "enabled", a.cfg.Masquerade.Enabled)
 		}
 		a.logChanges("masquerade", nil, err)
-		a.store.Update(func(r *status.Record) {
-			r.SetRun(run("masquerade", start, changes, err))
-			r.Masquerade.Present = mres.Present
-			r.Masquerade.PodRanges = strs(mres.Pods)
-			r.Masquerade.NoMasquerade = strs(mres.NoMasquerade)
-		})
+		a.setRun(run("masquerade", start, changes, err))
+		a.store.Update(func(r *status.Record) { recordMasq(&r.Masquerade, mres) })
 		failed = failed || err != nil
 	}
 
@@ -58,13 +54,17 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		a.log.Info("CNI config written", "reconciler", "cni", "path", cres.Path, "mtu", cres.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
 	}
 	a.logChanges("cni", nil, err)
-	a.store.Update(func(r *status.Record) {
-		r.SetRun(run("cni", start, btoi(cres.Written), err))
-		r.CNI.Present, r.CNI.Hash, r.CNI.Written, r.CNI.MTU, r.CNI.Waiting = cres.Hash != "", cres.Hash, cres.ModTime, cres.MTU, cres.Waiting
-	})
+	a.setRun(run("cni", start, btoi(cres.Written), err))
+	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
 	failed = failed || err != nil
 
-	a.record(snap, routeRes)
+	var before, after []status.Peer
+	a.store.Update(func(r *status.Record) {
+		before = r.Peers
+		recordSnapshot(r, snap, routeRes, a.haveView)
+		after = r.Peers
+	})
+	a.logRouteStates(before, after)
 	if !failed && a.haveView && a.viewOrigin != "cache" {
 		if changed, err := a.cache.Save(a.view); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
@@ -96,29 +96,6 @@ func (a *Agent) snapshot() (cluster.Snapshot, error) {
 	}), nil
 }
 
-// record writes the snapshot and route results into the status record.
-func (a *Agent) record(snap cluster.Snapshot, rr routes.Result) {
-	peers := make([]status.Peer, 0, len(snap.Peers)+len(snap.Rejected))
-	for _, p := range snap.Peers {
-		sp := status.Peer{Name: p.Name, State: status.PeerPending, Addresses: strs(p.Addrs), PodCIDRs: strs(p.PodCIDRs)}
-		if st, ok := rr.Peers[p.Name]; ok {
-			sp.State, sp.Reason = st.State, st.Reason
-		} else if !a.haveView {
-			sp.Reason = "no route reconcile yet"
-		}
-		peers = append(peers, sp)
-	}
-	for _, r := range snap.Rejected {
-		peers = append(peers, status.Peer{Name: r.Node.Name, State: status.PeerRejected, Reason: r.Reason,
-			Addresses: r.Node.Addresses, PodCIDRs: r.Node.PodCIDRs})
-	}
-	a.store.Update(func(r *status.Record) {
-		r.Peers = peers
-		r.Node.PodCIDRs = strs(snap.Self.PodCIDRs)
-		r.Node.Problem = snap.SelfProblem
-	})
-}
-
 // logPeers logs each rejection and each state change once, not on every run.
 func (a *Agent) logPeers(snap cluster.Snapshot) {
 	now := map[string]string{}
@@ -135,6 +112,20 @@ func (a *Agent) logPeers(snap cluster.Snapshot) {
 		}
 	}
 	a.rejected = now
+}
+
+// logRouteStates logs an accepted peer whose route state changed: why it
+// is off-link or in conflict, once per change, and when it is routed again.
+// (Rejections are logged by logPeers.)
+func (a *Agent) logRouteStates(before, after []status.Peer) {
+	for _, p := range routeStateChanges(before, after) {
+		if p.State == status.PeerRouted {
+			a.log.Info("peer routed again", "peer", p.Name, "podCIDRs", p.PodCIDRs)
+			continue
+		}
+		a.log.Warn("peer not routed", "peer", p.Name, "state", p.State, "reason", p.Reason,
+			"addresses", p.Addresses, "podCIDRs", p.PodCIDRs)
+	}
 }
 
 func (a *Agent) logChanges(reconciler string, changes []string, err error) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func run(t *testing.T, env []string, args ...string) (int, string, string) {
+func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := Execute(args, &out, &errb, env)
@@ -41,7 +41,7 @@ func TestExitCodes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := run(t, []string{"PATH=/bin"}, c.args...)
+			code, out, errs := runCLI(t, []string{"PATH=/bin"}, c.args...)
 			if code != c.code {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, out, errs)
 			}
@@ -58,7 +58,7 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestConfigShowSaysWhereValuesComeFrom(t *testing.T) {
-	code, out, errs := run(t, []string{"KINDNET_CNI_MTU=1400"}, "config", "show", "--node-name", "n9", "--nodes-file", "/n.yaml")
+	code, out, errs := runCLI(t, []string{"KINDNET_CNI_MTU=1400"}, "config", "show", "--node-name", "n9", "--nodes-file", "/n.yaml")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -71,12 +71,12 @@ func TestConfigShowSaysWhereValuesComeFrom(t *testing.T) {
 
 func TestCompletionScripts(t *testing.T) {
 	for shell, marker := range map[string]string{"bash": "__start_kindnet", "zsh": "#compdef kindnet", "fish": "complete -c kindnet"} {
-		code, out, errs := run(t, nil, "completion", shell)
+		code, out, errs := runCLI(t, nil, "completion", shell)
 		if code != ExitOK || !strings.Contains(out, marker) {
 			t.Errorf("%s: exit %d, marker %q missing (stderr %s)", shell, code, marker, errs)
 		}
 	}
-	if code, _, _ := run(t, nil, "completion", "powershell"); code != ExitUsage {
+	if code, _, _ := runCLI(t, nil, "completion", "powershell"); code != ExitUsage {
 		t.Errorf("powershell: exit %d, want %d", code, ExitUsage)
 	}
 }

@@ -35,7 +35,14 @@ type ExitError struct {
 	Err  error
 }
 
-func (e *ExitError) Error() string { return e.Err.Error() }
+// An ExitError without Err exits with its code and prints nothing (the
+// command has said everything already, e.g. `kindnet status`).
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit code %d", e.Code)
+	}
+	return e.Err.Error()
+}
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // env is what commands read from the outside world, so tests can run them.
@@ -67,6 +74,7 @@ runs the same binary as its CNI plugin.`,
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newAgentCmd(e), newCleanupCmd(e), newConfigCmd(e), newVersionCmd(e), newCompletionCmd(e))
+	root.AddCommand(newStatusCmd(e))
 	markArgErrorsAsUsage(root)
 	return root
 }
@@ -100,6 +108,9 @@ func Execute(args []string, stdout, stderr io.Writer, environ []string) int {
 	var ce *config.Error
 	switch {
 	case errors.As(err, &ee):
+		if ee.Err == nil {
+			return ee.Code
+		}
 		code = ee.Code
 	case errors.As(err, &ce):
 		code = ExitBadConfig

@@ -18,3 +18,43 @@ type Source interface {
 	// cluster changed, and always a complete one.
 	Run(ctx context.Context, out chan<- Update) error
 }
+
+// Reasons a source gives for not seeing the cluster (SourceError.Reason).
+// They are shown by `kindnet status` and exported as metric labels, so they
+// are few and stable.
+const (
+	// SourceUnreachable: the source cannot be reached (API server down,
+	// network problem). Status shows "unreachable since …".
+	SourceUnreachable = "unreachable"
+	// SourceForbidden: the source answered but refused (HTTP 403); the
+	// missing permission is in SourceError.Permission.
+	SourceForbidden = "forbidden"
+	// SourceWaiting: the source has nothing to read yet (a kubeconfig or
+	// nodes file that does not exist yet).
+	SourceWaiting = "waiting"
+	// SourceInvalid: what the source read cannot be used (a broken file).
+	SourceInvalid = "invalid"
+)
+
+// SourceError is an Update.Err that says what kind of trouble a source is
+// in, so the status record can show it precisely ("403: missing permission
+// list nodes (cluster scope)") instead of only an error text. Any source may
+// send plain errors; wrapping them in a SourceError only adds detail.
+type SourceError struct {
+	Reason string // one of the Source* reasons above
+	// Permission is the missing permission when Reason is SourceForbidden,
+	// e.g. "list nodes (cluster scope)".
+	Permission string
+	// Hint tells the operator what to do, e.g. "kindnet rbac | kubectl apply -f -".
+	Hint string
+	Err  error
+}
+
+func (e *SourceError) Error() string {
+	if e.Err == nil {
+		return e.Reason
+	}
+	return e.Err.Error()
+}
+
+func (e *SourceError) Unwrap() error { return e.Err }

@@ -1,65 +1,131 @@
 // Package status holds the record of what the agent last did: the node, the
 // source and its health, every peer's state, the masquerade table, the CNI
-// config and the last run of every reconciler. `kindnet status`, /metrics,
-// /healthz and systemd's STATUS= line all read this one record.
+// config, IPAM usage and the last run of every reconciler; the verdict drawn
+// from it (healthy, degraded, down); its human rendering; and the Unix-socket
+// server and client that carry it from the agent to `kindnet status`.
+// `kindnet status`, /metrics, /healthz and systemd's STATUS= line all read
+// this one record.
 //
-// It is plain data plus a lock: it never touches the host.
+// It never touches the host's network: the record is plain data plus a lock,
+// and the only file it creates is the agent's status socket.
 package status
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// SchemaVersion is bumped whenever a field of Record changes meaning or is
-// removed; adding a field does not bump it.
+// SchemaVersion is bumped whenever a field of Record changes meaning or type
+// or is removed; adding a field does not bump it. testdata/schema.golden
+// pins the fields of each version (see TestSchemaIsStable).
 const SchemaVersion = 1
 
 // Peer states.
 const (
-	PeerRouted   = "routed"
-	PeerOffLink  = "off-link"
-	PeerConflict = "conflict"
-	PeerRejected = "rejected"
-	PeerPending  = "pending"
+	PeerRouted   = "routed"   // a route to each of its podCIDRs is installed
+	PeerOffLink  = "off-link" // its address is not on a directly connected network
+	PeerConflict = "conflict" // a route kindnet does not own is in the way
+	PeerRejected = "rejected" // validation refused it; nothing installed
+	PeerPending  = "pending"  // accepted, nothing to route yet (no podCIDR)
+	// PeerUnknown is used only when the agent is down and `kindnet status`
+	// inspected the host itself: the peer comes from the cache and not
+	// every one of its podCIDRs has a kindnet route.
+	PeerUnknown = "unknown"
 )
 
+// PeerStates lists the states in display order.
+var PeerStates = []string{PeerRouted, PeerPending, PeerOffLink, PeerConflict, PeerRejected, PeerUnknown}
+
 // Record is the agent's live state. Its JSON form is the stable schema of
-// `kindnet status -o json` (see docs/status.md).
+// `kindnet status -o json` (docs/status.md).
 type Record struct {
-	SchemaVersion int       `json:"schemaVersion"`
-	Version       string    `json:"version"`
-	Started       time.Time `json:"started"`
-	Node          Node      `json:"node"`
-	Source        Source    `json:"source"`
-	Peers         []Peer    `json:"peers"`
-	Masquerade    Masq      `json:"masquerade"`
-	CNI           CNI       `json:"cni"`
-	Reconcilers   []Run     `json:"reconcilers"`
-	// Ready is true once the bootstrap state is applied and the source has
-	// delivered its first view.
+	SchemaVersion int    `json:"schemaVersion"`
+	Version       string `json:"version"`
+	// Generation grows on every change of the record; a watcher asks for a
+	// record newer than the one it has.
+	Generation uint64    `json:"generation"`
+	Started    time.Time `json:"started,omitzero"`
+	// Now is when this copy was taken, UptimeSeconds is Now - Started.
+	Now           time.Time `json:"now"`
+	UptimeSeconds int64     `json:"uptimeSeconds"`
+	// Verdict is drawn from the rest of the record by Judge.
+	Verdict     Verdict `json:"verdict"`
+	Agent       Agent   `json:"agent"`
+	Node        Node    `json:"node"`
+	Source      Source  `json:"source"`
+	Peers       []Peer  `json:"peers"`
+	Routes      Routes  `json:"routes"`
+	Masquerade  Masq    `json:"masquerade"`
+	CNI         CNI     `json:"cni"`
+	IPAM        IPAM    `json:"ipam"`
+	Reconcilers []Run   `json:"reconcilers"`
+	// Bootstrapped is true once the state from local files (nodes file or
+	// cache) has been applied at start.
+	Bootstrapped bool `json:"bootstrapped"`
+	// Ready is true once bootstrapped and the source has delivered a first
+	// view (what /readyz answers).
 	Ready bool `json:"ready"`
+	// Host is filled only by `kindnet status` when the agent does not
+	// answer: what it found on the host by itself.
+	Host *Host `json:"host,omitempty"`
+}
+
+// Agent is the process serving the record.
+type Agent struct {
+	// Running is true when the agent answered on its socket; false when
+	// `kindnet status` had to inspect the host itself.
+	Running bool   `json:"running"`
+	PID     int    `json:"pid,omitempty"`
+	Socket  string `json:"socket"`
+	// Error says why the agent could not be reached (only when not running).
+	Error string `json:"error,omitempty"`
+	// LastHeartbeat is when the agent's main loop last proved it is alive.
+	LastHeartbeat  time.Time `json:"lastHeartbeat,omitzero"`
+	MetricsAddress string    `json:"metricsAddress,omitempty"`
+	// MetricsError says why /metrics is not served (e.g. address in use).
+	MetricsError string `json:"metricsError,omitempty"`
 }
 
 // Node is this node.
 type Node struct {
 	Name     string   `json:"name"`
 	PodCIDRs []string `json:"podCIDRs"`
-	Problem  string   `json:"problem,omitempty"`
+	// Problem says why this node's own podCIDRs cannot be used.
+	Problem string `json:"problem,omitempty"`
 }
 
-// Source is where the cluster view comes from and how that is going.
+// Source is the source the agent follows and how that is going.
 type Source struct {
-	Name string `json:"name"` // "nodes file", "kubernetes", "cache"
+	// Name is the source followed: "kubernetes" or "nodes file".
+	Name string `json:"name"`
+	// ViewFrom is where the view in force came from: the source's name,
+	// "cache" (bootstrap from the last run's view), or "" (no view yet).
+	ViewFrom string `json:"viewFrom"`
 	// Healthy is false while the source cannot see the cluster.
-	Healthy   bool      `json:"healthy"`
-	Error     string    `json:"error,omitempty"`
-	Since     time.Time `json:"since,omitzero"` // when Error started
+	Healthy bool `json:"healthy"`
+	// Reason classifies a problem: "unreachable", "forbidden", "waiting",
+	// "invalid", or "error" for anything else.
+	Reason string `json:"reason,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// MissingPermission is set with reason "forbidden".
+	MissingPermission string `json:"missingPermission,omitempty"`
+	Hint              string `json:"hint,omitempty"`
+	// Since is when the current problem started.
+	Since time.Time `json:"since,omitzero"`
+	// LastEvent is the last update of any kind from the source.
 	LastEvent time.Time `json:"lastEvent,omitzero"`
-	Synced    bool      `json:"synced"` // a first complete view arrived
+	// LastSync is the last time the source delivered a complete view.
+	LastSync time.Time `json:"lastSync,omitzero"`
+	// Synced is true once a first complete view arrived from the source.
+	Synced bool `json:"synced"`
+	// Events and Errors count updates since the agent started.
+	Events uint64 `json:"events"`
+	Errors uint64 `json:"errors"`
 }
 
 // Peer is another node and what kindnet made of it.
@@ -71,11 +137,20 @@ type Peer struct {
 	PodCIDRs  []string `json:"podCIDRs,omitempty"`
 }
 
+// Routes sums up kindnet's routes on the host.
+type Routes struct {
+	// Installed is the number of kindnet routes present after the last
+	// routes reconcile.
+	Installed int `json:"installed"`
+}
+
 // Masq is the masquerade table.
 type Masq struct {
-	Enabled      bool     `json:"enabled"`
-	Table        string   `json:"table"`
-	Present      bool     `json:"present"`
+	Enabled bool   `json:"enabled"`
+	Table   string `json:"table"`
+	Present bool   `json:"present"`
+	// PodRanges are the sources that get masqueraded; NoMasquerade the
+	// destinations that keep the pod address.
 	PodRanges    []string `json:"podRanges,omitempty"`
 	NoMasquerade []string `json:"noMasquerade,omitempty"`
 }
@@ -84,30 +159,91 @@ type Masq struct {
 type CNI struct {
 	Path    string    `json:"path"`
 	Present bool      `json:"present"`
-	Hash    string    `json:"hash,omitempty"`
+	Hash    string    `json:"hash,omitempty"` // sha256 of the file
 	Written time.Time `json:"written,omitzero"`
+	Plugin  string    `json:"plugin,omitempty"`
 	MTU     int       `json:"mtu,omitempty"`
-	Waiting string    `json:"waiting,omitempty"`
+	// Waiting says why the agent does not write the config (yet).
+	Waiting string `json:"waiting,omitempty"`
 }
 
-// Run is the last run of one reconciler.
+// IPAM is address usage of the CNI plugin's IPAM store.
+type IPAM struct {
+	Dir string `json:"dir"`
+	// Available is false when usage could not be read; Note says why.
+	Available bool        `json:"available"`
+	Note      string      `json:"note,omitempty"`
+	Ranges    []IPAMRange `json:"ranges,omitempty"`
+}
+
+// IPAMRange is the usage of one pod range.
+type IPAMRange struct {
+	CIDR string `json:"cidr"`
+	Used int    `json:"used"`
+	// Capacity is the number of assignable addresses: the range less its
+	// network, IPv4 broadcast and reserved gateway addresses (saturates at
+	// 2^64-1).
+	Capacity uint64 `json:"capacity"`
+}
+
+// Run is the last run of one reconciler, with counts since the agent started.
 type Run struct {
 	Name     string        `json:"name"`
 	Last     time.Time     `json:"last"`
 	Duration time.Duration `json:"durationNs"`
 	Changes  int           `json:"changes"`
 	Error    string        `json:"error,omitempty"`
+	// LastError is the most recent error, kept after a later success, and
+	// when it happened.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	Runs        uint64    `json:"runs"`
+	Errors      uint64    `json:"errors"`
+}
+
+// Host is what `kindnet status` found on the host when the agent did not
+// answer.
+type Host struct {
+	// Routes are the kindnet-protocol routes of the network namespace.
+	Routes []HostRoute `json:"routes"`
+	// NftTables are the inet tables named kindnet*.
+	NftTables []string `json:"nftTables"`
+	// Cache is the cache of the last good view.
+	Cache CacheInfo `json:"cache"`
+	// Problems lists what could not be inspected.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// HostRoute is one kindnet route.
+type HostRoute struct {
+	Dst string `json:"dst"`
+	Via string `json:"via"`
+	Dev string `json:"dev,omitempty"`
+}
+
+// CacheInfo describes the on-disk cache of the cluster view.
+type CacheInfo struct {
+	Path    string    `json:"path"`
+	Present bool      `json:"present"`
+	Written time.Time `json:"written,omitzero"`
+	Peers   int       `json:"peers"`
+	Error   string    `json:"error,omitempty"`
 }
 
 // Store guards a Record; the agent writes, readers get copies.
 type Store struct {
-	mu  sync.Mutex
-	rec Record
+	mu      sync.Mutex
+	rec     Record
+	changed chan struct{} // closed and replaced on every Update
+	beat    atomic.Int64  // unix nanoseconds of the last heartbeat
 }
 
 // NewStore starts a record.
 func NewStore(version string, started time.Time) *Store {
-	return &Store{rec: Record{SchemaVersion: SchemaVersion, Version: version, Started: started}}
+	return &Store{
+		rec:     Record{SchemaVersion: SchemaVersion, Version: version, Started: started},
+		changed: make(chan struct{}),
+	}
 }
 
 // Update changes the record under the lock.
@@ -115,6 +251,9 @@ func (s *Store) Update(f func(r *Record)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(&s.rec)
+	s.rec.Generation++
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // Get returns a deep enough copy to read without the lock.
@@ -124,18 +263,68 @@ func (s *Store) Get() Record {
 	r := s.rec
 	r.Peers = slices.Clone(r.Peers)
 	r.Reconcilers = slices.Clone(r.Reconcilers)
+	r.IPAM.Ranges = slices.Clone(r.IPAM.Ranges)
+	if b := s.beat.Load(); b != 0 {
+		r.Agent.LastHeartbeat = time.Unix(0, b)
+	}
 	return r
 }
 
-// SetRun records a reconciler run, replacing its previous entry.
-func (r *Record) SetRun(run Run) {
-	for i := range r.Reconcilers {
-		if r.Reconcilers[i].Name == run.Name {
-			r.Reconcilers[i] = run
-			return
-		}
+// Wait blocks until the record's generation is past since, or ctx ends. It
+// lets `kindnet status --watch` redraw as soon as something changes.
+func (s *Store) Wait(ctx context.Context, since uint64) {
+	s.mu.Lock()
+	gen, ch := s.rec.Generation, s.changed
+	s.mu.Unlock()
+	if gen > since {
+		return
 	}
-	r.Reconcilers = append(r.Reconcilers, run)
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+}
+
+// Beat records that the agent's main loop is alive. It does not count as a
+// change of the record (a watcher is not woken for it).
+func (s *Store) Beat(now time.Time) { s.beat.Store(now.UnixNano()) }
+
+// LastBeat is the time of the last Beat (zero before the first).
+func (s *Store) LastBeat() time.Time {
+	b := s.beat.Load()
+	if b == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, b)
+}
+
+// SetRun records a reconciler run, replacing its previous entry and keeping
+// the counts and the last error.
+func (r *Record) SetRun(run Run) {
+	i := slices.IndexFunc(r.Reconcilers, func(x Run) bool { return x.Name == run.Name })
+	if i < 0 {
+		r.Reconcilers = append(r.Reconcilers, Run{Name: run.Name})
+		i = len(r.Reconcilers) - 1
+	}
+	prev := r.Reconcilers[i]
+	run.Runs = prev.Runs + 1
+	run.Errors = prev.Errors
+	run.LastError, run.LastErrorAt = prev.LastError, prev.LastErrorAt
+	if run.Error != "" {
+		run.Errors++
+		run.LastError, run.LastErrorAt = run.Error, run.Last
+	}
+	r.Reconcilers[i] = run
+}
+
+// Stamp sets the time of this copy, the uptime and the verdict. Whoever
+// hands a record out calls it once, just before.
+func (r *Record) Stamp(now time.Time) {
+	r.Now = now
+	if !r.Started.IsZero() {
+		r.UptimeSeconds = int64(now.Sub(r.Started) / time.Second)
+	}
+	r.Verdict = Judge(r)
 }
 
 // Counts tallies peers by state.

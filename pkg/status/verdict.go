@@ -1,0 +1,178 @@
+package status
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Verdict states, worst last.
+const (
+	Healthy  = "healthy"
+	Degraded = "degraded"
+	Down     = "down"
+)
+
+// Exit codes of `kindnet status`, one per verdict state.
+const (
+	ExitHealthy  = 0
+	ExitDegraded = 1
+	ExitDown     = 2
+)
+
+// Verdict is the one-word answer to "is the pod network of this node
+// working", with the reasons when it is not.
+type Verdict struct {
+	State   string   `json:"state"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// String is the header line: "healthy", "degraded: 1 peer rejected (x)".
+func (v Verdict) String() string {
+	if len(v.Reasons) == 0 {
+		return v.State
+	}
+	return v.State + ": " + strings.Join(v.Reasons, "; ")
+}
+
+// ExitCode is what `kindnet status` exits with for this verdict.
+func (v Verdict) ExitCode() int {
+	switch v.State {
+	case Healthy:
+		return ExitHealthy
+	case Degraded:
+		return ExitDegraded
+	}
+	return ExitDown
+}
+
+// Judge draws the verdict from a record. It is the only place that decides
+// what healthy means:
+//
+//   - down: the agent does not answer, or there is no CNI config (new pods
+//     cannot start);
+//   - degraded: a peer is rejected, off-link or in conflict; the source
+//     cannot see the cluster or has not delivered a view yet; the CNI config
+//     is stale; a reconciler is failing; this node's podCIDR is unusable;
+//   - healthy otherwise. Pending peers (no podCIDR yet) are normal.
+//
+// When the verdict is down only the reasons for down are given.
+func Judge(r *Record) Verdict {
+	if down := downReasons(r); len(down) > 0 {
+		return Verdict{State: Down, Reasons: down}
+	}
+	if deg := degradedReasons(r); len(deg) > 0 {
+		return Verdict{State: Degraded, Reasons: deg}
+	}
+	return Verdict{State: Healthy}
+}
+
+func downReasons(r *Record) []string {
+	var out []string
+	if !r.Agent.Running {
+		s := "agent not running"
+		if r.Agent.Error != "" {
+			s += " (" + r.Agent.Error + ")"
+		}
+		out = append(out, s)
+	}
+	if !r.CNI.Present {
+		s := "no CNI config at " + r.CNI.Path
+		if r.CNI.Waiting != "" {
+			s += " (" + r.CNI.Waiting + ")"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func degradedReasons(r *Record) []string {
+	var out []string
+	byState := map[string][]string{}
+	for _, p := range r.Peers {
+		byState[p.State] = append(byState[p.State], p.Name)
+	}
+	for _, st := range []string{PeerRejected, PeerOffLink, PeerConflict} {
+		if names := byState[st]; len(names) > 0 {
+			out = append(out, fmt.Sprintf("%s %s (%s)", plural(len(names), "peer"), st, nameList(names, 3)))
+		}
+	}
+	if s := sourceProblem(r); s != "" {
+		out = append(out, s)
+	}
+	if !r.Bootstrapped {
+		out = append(out, "bootstrap not applied yet")
+	}
+	if r.Node.Problem != "" {
+		out = append(out, "this node: "+r.Node.Problem)
+	}
+	if r.CNI.Present && r.CNI.Waiting != "" {
+		out = append(out, "CNI config may be stale: "+r.CNI.Waiting)
+	}
+	for _, run := range r.Reconcilers {
+		if run.Error == "" {
+			continue
+		}
+		if run.Name == "cni" {
+			out = append(out, "CNI config stale: "+run.Error)
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s reconcile failing: %s", run.Name, run.Error))
+	}
+	if r.Masquerade.Enabled && !r.Masquerade.Present && ran(r, "masquerade") {
+		out = append(out, "masquerade table inet "+r.Masquerade.Table+" missing")
+	}
+	return out
+}
+
+// sourceProblem describes why the source cannot be trusted right now.
+func sourceProblem(r *Record) string {
+	s := r.Source
+	name := s.Name
+	if name == "" {
+		name = "source"
+	}
+	switch {
+	case !s.Healthy && s.Error != "":
+		switch s.Reason {
+		case "unreachable":
+			return fmt.Sprintf("%s unreachable since %s", name, s.Since.UTC().Format(time.RFC3339))
+		case "forbidden":
+			perm := s.MissingPermission
+			if perm == "" {
+				perm = s.Error
+			}
+			return fmt.Sprintf("%s forbidden (403): missing permission %s", name, perm)
+		case "waiting":
+			return fmt.Sprintf("%s waiting: %s", name, s.Error)
+		}
+		return fmt.Sprintf("%s: %s", name, s.Error)
+	case !s.Synced:
+		return name + " has not delivered a view yet"
+	}
+	return ""
+}
+
+func ran(r *Record, name string) bool {
+	for _, run := range r.Reconcilers {
+		if run.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// nameList joins up to max names, then says how many more.
+func nameList(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+}
