@@ -73,6 +73,7 @@ type Agent struct {
 	viewOrigin string
 	prev       *cluster.Snapshot
 	rejected   map[string]string // last logged rejection reason per peer
+	lastStatus string            // last STATUS= line sent to systemd
 }
 
 // New builds an agent for the config. It touches nothing on the host.
@@ -231,11 +232,13 @@ func (a *Agent) apply(u cluster.Update) bool {
 			}
 			r.Source.Name, r.Source.Healthy, r.Source.Error = a.source.Name(), false, u.Err.Error()
 		})
+		a.publishStatus()
 		return false
 	}
 	a.store.Update(func(r *status.Record) {
 		r.Source = status.Source{Name: a.source.Name(), Healthy: true, LastEvent: now, Synced: true}
 	})
+	a.publishStatus()
 	if a.haveView && a.viewOrigin == a.source.Name() && a.view.Equal(normalized(*u.View)) {
 		return false
 	}

@@ -73,9 +73,21 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		}
 	}
 	a.prev = &snap
+	a.publishStatus()
+	a.log.Debug("reconciled", "why", why, "summary", a.lastStatus)
+}
+
+// publishStatus sends systemd the record's one-line summary (STATUS=) when
+// it changed, so `systemctl status kindnet` is current also when only the
+// source's health changed and nothing was reconciled.
+func (a *Agent) publishStatus() {
 	rec := a.store.Get()
-	a.notify().Status(rec.Summary())
-	a.log.Debug("reconciled", "why", why, "summary", rec.Summary())
+	line := rec.Summary()
+	if line == a.lastStatus {
+		return
+	}
+	a.lastStatus = line
+	a.notify().Status(line)
 }
 
 // snapshot validates the view against what the host looks like now.
