@@ -74,6 +74,7 @@ type Agent struct {
 	prev       *cluster.Snapshot
 	rejected   map[string]string // last logged rejection reason per peer
 	lastStatus string            // last STATUS= line sent to systemd
+	peerStates map[string]string // last logged route state per peer
 }
 
 // New builds an agent for the config. It touches nothing on the host.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -65,6 +66,9 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	failed = failed || err != nil
 
 	a.record(snap, routeRes)
+	if a.haveView {
+		a.logPeerStates(snap, routeRes)
+	}
 	if !failed && a.haveView && a.viewOrigin != "cache" {
 		if changed, err := a.cache.Save(a.view); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
@@ -147,6 +151,41 @@ func (a *Agent) logPeers(snap cluster.Snapshot) {
 		}
 	}
 	a.rejected = now
+}
+
+// logPeerStates logs each accepted peer's route state when it changes,
+// one line per pod CIDR with the peer, cidr and via keys, so that under
+// journald `journalctl -u kindnet PEER=node2` (or CIDR=…) tells one peer's
+// story.
+func (a *Agent) logPeerStates(snap cluster.Snapshot, rr routes.Result) {
+	now := map[string]string{}
+	for _, p := range snap.Peers {
+		st, ok := rr.Peers[p.Name]
+		if !ok {
+			continue
+		}
+		key := st.State + "\x00" + st.Reason + "\x00" + strings.Join(strs(p.PodCIDRs), ",")
+		now[p.Name] = key
+		if a.peerStates[p.Name] == key {
+			continue
+		}
+		for _, cidr := range p.PodCIDRs {
+			args := []any{"peer", p.Name, "cidr", cidr.String(), "reconciler", "routes"}
+			if via, ok := p.Via(cidr); ok {
+				args = append(args, "via", via.String())
+			}
+			if st.Reason != "" {
+				args = append(args, "reason", st.Reason)
+			}
+			a.log.Info("peer "+st.State, args...)
+		}
+	}
+	for name := range a.peerStates {
+		if _, still := now[name]; !still {
+			a.log.Info("peer no longer routed", "peer", name, "reconciler", "routes")
+		}
+	}
+	a.peerStates = now
 }
 
 func (a *Agent) logChanges(reconciler string, changes []string, err error) {
