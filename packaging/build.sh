@@ -58,8 +58,8 @@ pkg_version() {
 # the rpm %changelog: the release history in packaging/changelog.yml, plus,
 # for a version not released there, an entry for this build listing the
 # commits since the last tag. ENTRY is how this build's version is written
-# in that format's changelog (Debian: the package version; rpm: semver,
-# which nfpm's rpm template parses).
+# in that format's changelog, with the release (Debian: the package
+# version; rpm: semver, which nfpm's rpm template parses and prints).
 changelog() {
 	local out=$1 entry=$2 date
 	date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
@@ -143,7 +143,7 @@ stage() {
 	for s in post preun postun; do script "$repo/packaging/rpm/$s" "$st/rpm/$s"; done
 	rpm_config "$st"
 	changelog "$st/deb/changelog.yml" "$PKG_VERSION-1"
-	changelog "$st/rpm/changelog.yml" "$VERSION"
+	changelog "$st/rpm/changelog.yml" "$VERSION-1"
 	# nfpm stores files with their modes but not their owners; make the
 	# staged modes the packaged ones.
 	chmod 0755 "$st/kindnet"
