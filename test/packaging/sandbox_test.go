@@ -60,7 +60,7 @@ if [ "$mode" = systemd ]; then
 	exec chroot "$r" /usr/bin/env -i container=kindnet-test \
 		SYSTEMD_UNIT_PATH=/kindnet-test/units \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		/lib/systemd/systemd --unit=kindnet-test.target --log-target=console
+		/lib/systemd/systemd --unit=kindnet-test.target --log-target=journal
 fi
 exec chroot "$r" sleep infinity
 `
