@@ -56,11 +56,13 @@ if [ "$mode" = systemd ]; then
 fi
 : >"$d/ready"
 if [ "$mode" = systemd ]; then
-	while [ ! -e "$d/boot" ]; do sleep 0.05; done
-	exec chroot "$r" /usr/bin/env -i container=kindnet-test \
+	# Into the overlay at once: everything done before boot (dpkg -i,
+	# config) must land there too. boot() creates the trigger file.
+	exec chroot "$r" /bin/sh -c 'while [ ! -e /kindnet-test/boot ]; do sleep 0.05; done
+		exec /usr/bin/env -i container=kindnet-test \
 		SYSTEMD_UNIT_PATH=/kindnet-test/units \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		/lib/systemd/systemd --unit=kindnet-test.target --log-target=journal
+		/lib/systemd/systemd --unit=kindnet-test.target --log-target=journal'
 fi
 exec chroot "$r" sleep infinity
 `
@@ -114,7 +116,27 @@ func newSandbox(t *testing.T, mode sandboxMode) *sandbox {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.pid = childOf(t, s.cmd.Process.Pid)
+	s.mustBeSandboxed()
 	return s
+}
+
+// mustBeSandboxed stops the test unless the sandbox's PID 1 has the overlay
+// as its root: every command and file the test puts "inside" goes through
+// that root, and must never reach the real one.
+func (s *sandbox) mustBeSandboxed() {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		inner, err1 := os.Stat(fmt.Sprintf("/proc/%d/root/", s.pid))
+		host, err2 := os.Stat("/")
+		if err1 == nil && err2 == nil && !os.SameFile(inner, host) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("sandbox PID 1 (%d) is not chrooted into its overlay (%v, %v): refusing to touch the real root", s.pid, err1, err2)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // childOf finds unshare's child: PID 1 of the new PID namespace.
@@ -150,12 +172,16 @@ func (s *sandbox) destroy() {
 
 // path is where a file inside the sandbox is, seen from the host: through
 // PID 1's root directory, which is the overlay.
-func (s *sandbox) path(p string) string { return fmt.Sprintf("/proc/%d/root%s", s.pid, p) }
+func (s *sandbox) path(p string) string {
+	s.mustBeSandboxed()
+	return fmt.Sprintf("/proc/%d/root%s", s.pid, p)
+}
 
 // run runs a command inside the sandbox (its namespaces and root) and
 // returns stdout and stderr separately.
 func (s *sandbox) run(args ...string) (stdout, stderr string, err error) {
 	s.t.Helper()
+	s.mustBeSandboxed()
 	ns := []string{"-t", fmt.Sprint(s.pid), "-m", "-p", "-u", "-n", "-i", "-r", "-w"}
 	if s.cgroup != "" {
 		ns = append(ns, "-C")
@@ -245,9 +271,7 @@ func (s *sandbox) upperChanges() []string {
 // boot turns the sandbox's PID 1 into systemd and waits until it answers.
 func (s *sandbox) boot() {
 	s.t.Helper()
-	if err := os.WriteFile(filepath.Join(s.dir, "boot"), nil, 0o644); err != nil {
-		s.t.Fatal(err)
-	}
+	s.writeFile("/kindnet-test/boot", "", 0o644)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		o, _, err := s.run("systemctl", "is-system-running")
