@@ -203,6 +203,10 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		if _, err := os.Stat(s.path("/var/lib/kindnet/cluster-view.json")); err != nil {
 			t.Errorf("no cache in the state directory: %v", err)
 		}
+		if sec, _, err := s.run("systemd-analyze", "security", "--no-pager", "kindnet.service"); err == nil {
+			lines := strings.Split(strings.TrimSpace(sec), "\n")
+			t.Logf("systemd-analyze security kindnet.service: %s", lines[len(lines)-1])
+		}
 		// Only CAP_NET_ADMIN (bit 12), in every set, and no way to gain more.
 		status := s.sh("cat /proc/" + k["MainPID"] + "/status")
 		for _, want := range []string{"CapPrm:\t0000000000001000", "CapEff:\t0000000000001000", "CapBnd:\t0000000000001000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
