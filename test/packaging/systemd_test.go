@@ -25,11 +25,13 @@ items:
 - {apiVersion: v1, kind: Node, metadata: {name: node2}, spec: {podCIDRs: [10.244.2.0/24]}, status: {addresses: [{type: InternalIP, address: 10.99.0.2}]}}
 - {apiVersion: v1, kind: Node, metadata: {name: node3}, spec: {podCIDRs: [10.244.3.0/24]}, status: {addresses: [{type: InternalIP, address: 10.99.0.3}]}}
 `
-	// kubelet stand-in: records what it finds the moment it starts.
+	// kubelet stand-in: records what it finds the moment it starts (in
+	// ExecStartPre=, so that `systemctl start` returns only once recorded).
 	stubKubelet = `[Unit]
 Description=stub kubelet: records the pod network it finds at start
 [Service]
-ExecStart=/bin/sh -c 'systemctl is-active kindnet.service >/run/kubelet-stub.state; ip -4 route show proto 107 >/run/kubelet-stub.routes; ls /etc/cni/net.d >/run/kubelet-stub.cni; exec sleep infinity'
+ExecStartPre=/bin/sh -c 'systemctl is-active kindnet.service >/run/kubelet-stub.state; ip -4 route show proto 107 >/run/kubelet-stub.routes; ls /etc/cni/net.d >/run/kubelet-stub.cni'
+ExecStart=/bin/sleep infinity
 `
 	// The sandbox runs only the units under test: never the machine's
 	// sysinit units (tmpfiles would clean the real /tmp, and more). These
@@ -76,6 +78,8 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	}
 }
 
+// kindnetRoutes lists the agent's routes by protocol name: that the name
+// resolves also shows the package's rt_protos.d entry works.
 func kindnetRoutes(t *testing.T, s *sandbox) string {
 	t.Helper()
 	return s.mustRun("ip", "-4", "route", "show", "proto", "kindnet")
@@ -254,6 +258,36 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		}
 	})
 
+	t.Run("upgrade under systemd: dpkg -i restarts the agent, routes untouched", func(t *testing.T) {
+		v2 := packagesFor(t, "1.0.1")
+		s.copyIn(v2.deb, "/tmp/kindnet-v2.deb")
+		routesBefore := kindnetRoutes(t, s)
+		before := unitProps(t, s, "kindnet.service", "MainPID")
+		kubelet := unitProps(t, s, "kubelet.service", "MainPID")
+		cursor := strings.TrimSpace(s.sh("journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'"))
+		s.mustRun("dpkg", "-i", "/tmp/kindnet-v2.deb")
+		now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID")
+		if now["ActiveState"] != "active" || now["MainPID"] == before["MainPID"] {
+			t.Fatalf("the upgrade did not restart the agent: before %v, now %v", before, now)
+		}
+		if got := kindnetRoutes(t, s); got != routesBefore {
+			t.Errorf("routes changed across the upgrade:\nbefore:\n%s\nafter:\n%s", routesBefore, got)
+		}
+		since := s.mustRun("journalctl", "-u", "kindnet", "--after-cursor", cursor, "-o", "cat", "--no-pager")
+		if !strings.Contains(since, "kindnet 1.0.1") {
+			t.Errorf("the restarted agent is not the new version:\n%s", since)
+		}
+		// The new agent adopts the routes it finds: it adds or deletes none.
+		for _, l := range strings.Split(since, "\n") {
+			if strings.HasPrefix(l, "add ") || strings.HasPrefix(l, "delete ") || strings.HasPrefix(l, "replace ") {
+				t.Errorf("the upgrade changed a route: %s", l)
+			}
+		}
+		if k := unitProps(t, s, "kubelet.service", "MainPID"); k["MainPID"] != kubelet["MainPID"] {
+			t.Errorf("the upgrade restarted kubelet: %v -> %v", kubelet, k)
+		}
+	})
+
 	t.Run("stop leaves the network in place; kubelet keeps running", func(t *testing.T) {
 		s.mustRun("systemctl", "stop", "kindnet.service")
 		if st := unitProps(t, s, "kindnet.service", "ActiveState"); st["ActiveState"] != "inactive" {
@@ -272,6 +306,25 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		}
 		if st := unitProps(t, s, "kubelet.service", "ActiveState"); st["ActiveState"] != "active" {
 			t.Errorf("stopping kindnet stopped kubelet: %v", st)
+		}
+	})
+
+	t.Run("purge runs kindnet cleanup: routes, table, CNI config, state and config gone", func(t *testing.T) {
+		s.mustRun("dpkg", "--purge", "kindnet")
+		// By number: the purge also removed the rt_protos.d name.
+		if got := s.mustRun("ip", "-4", "route", "show", "proto", "107"); got != "" {
+			t.Errorf("kindnet routes left after purge:\n%s", got)
+		}
+		if _, _, err := s.run("nft", "list", "table", "inet", "kindnet"); err == nil {
+			t.Error("nftables table inet kindnet left after purge")
+		}
+		for _, p := range []string{"/etc/cni/net.d/10-kindnet.conflist", "/run/kindnet", "/var/lib/kindnet", "/etc/kindnet", "/usr/bin/kindnet"} {
+			if _, err := os.Lstat(s.path(p)); err == nil {
+				t.Errorf("left after purge: %s", p)
+			}
+		}
+		if got := strings.TrimSpace(s.sh("ip route show | grep -c 'via 10.99.0' || true")); got != "0" {
+			t.Errorf("%s routes via the peers left after purge", got)
 		}
 	})
 }
