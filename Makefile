@@ -11,8 +11,16 @@ LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PK
 
 # Debian packages the tests, the lab and the demo use.
 DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps
+# ... and the packaging tests: lint the packages, read the rpm, boot a
+# throwaway systemd, check the scripts; man-db lets systemd-analyze verify
+# the unit's Documentation=man:… pages.
+DEB_DEPS += lintian rpmlint rpm shellcheck systemd man-db
 
-.PHONY: help build test test-unit demo deps tools lint clean
+# make packages: where they go and who packs them.
+DIST       ?= dist
+MAINTAINER ?= kindnet developers <maintainers@users.noreply.r-seed-3403187e.example>
+
+.PHONY: help build test test-unit demo deps tools lint clean packages
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +28,12 @@ help: ## list targets
 build: ## build bin/kindnet (static) and bin/kindnet-lab
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kindnet ./cmd/kindnet
 	$(GO) build -trimpath -o bin/kindnet-lab ./test/lab/kindnet-lab
+
+packages: ## build $(DIST)/kindnet_<version>_<arch>.deb and kindnet-<version>-1.<arch>.rpm (nfpm)
+	scripts/tools.sh ensure nfpm
+	VERSION='$(VERSION)' COMMIT='$(COMMIT)' LDFLAGS='$(LDFLAGS)' DIST='$(DIST)' \
+	NFPM="$$(scripts/tools.sh path nfpm)" MAINTAINER='$(MAINTAINER)' GO='$(GO)' \
+	packaging/build.sh packages
 
 deps: ## install the Debian packages the tests and the lab need (root)
 	@missing=$$(for p in $(DEB_DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

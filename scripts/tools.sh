@@ -6,15 +6,37 @@
 #
 #   scripts/tools.sh all        build every tool that is missing
 #   scripts/tools.sh path NAME  print the cached path of a tool
+#   scripts/tools.sh ensure NAME  build one tool if it is missing
 set -euo pipefail
 CACHE="${KINDNET_TOOLS:-$HOME/.cache/kindnet}"
 mkdir -p "$CACHE"
 
-# Each tool is a function build_<name> that installs into "$1" (a directory
-# named after the tool and its version) and the list TOOLS names them.
+# Each tool NAME has ensure_NAME (build it into the cache unless it is there)
+# and path_NAME (print where it is); the list TOOLS names them.
 TOOLS=()
 
-usage() { sed -n '2,8p' "$0"; exit 64; }
+usage() { sed -n '2,9p' "$0"; exit 64; }
+
+# nfpm builds the .deb and .rpm (make packages). Pinned: the package layout
+# and the lintian/rpmlint results are checked against this version.
+NFPM_VERSION=v2.45.2
+TOOLS+=(nfpm)
+path_nfpm() { echo "$CACHE/nfpm-$NFPM_VERSION/nfpm"; }
+ensure_nfpm() {
+	local dir tmp
+	dir=$(dirname "$(path_nfpm)")
+	[ -x "$dir/nfpm" ] && return 0
+	echo "building nfpm $NFPM_VERSION into $dir"
+	# Build into a temporary directory and rename it, so an interrupted
+	# build never leaves a half-written tool that looks cached.
+	tmp=$(mktemp -d "$CACHE/.nfpm.XXXXXX")
+	if ! GOBIN="$tmp" CGO_ENABLED=0 go install "github.com/goreleaser/nfpm/v2/cmd/nfpm@$NFPM_VERSION"; then
+		rm -rf "$tmp"
+		return 1
+	fi
+	chmod 0755 "$tmp"
+	mv "$tmp" "$dir"
+}
 
 case "${1:-}" in
 all)
@@ -23,6 +45,10 @@ all)
 path)
 	[ -n "${2:-}" ] || usage
 	"path_$2"
+	;;
+ensure)
+	[ -n "${2:-}" ] || usage
+	"ensure_$2"
 	;;
 *) usage ;;
 esac

@@ -82,6 +82,8 @@ type Agent struct {
 	viewOrigin string
 	prev       *cluster.Snapshot
 	rejected   map[string]string // last logged rejection reason per peer
+	lastStatus string            // last STATUS= line sent to systemd
+	peerStates map[string]string // last logged route state per peer
 }
 
 // New builds an agent for the config. It touches nothing on the host.
@@ -244,12 +246,14 @@ func (a *Agent) apply(u cluster.Update) bool {
 	if u.Err != nil {
 		a.log.Error("source problem; keeping the last good view", "source", a.source.Name(), "err", u.Err)
 		a.store.Update(func(r *status.Record) { sourceFailed(&r.Source, a.source.Name(), u.Err, now) })
+		a.publishStatus()
 		return false
 	}
 	a.store.Update(func(r *status.Record) {
 		sourceSynced(&r.Source, a.source.Name(), now)
 		r.Ready = r.Bootstrapped
 	})
+	a.publishStatus()
 	if a.haveView && a.viewOrigin == a.source.Name() && a.view.Equal(normalized(*u.View)) {
 		return false
 	}

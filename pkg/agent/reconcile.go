@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -58,13 +59,10 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
 	failed = failed || err != nil
 
-	var before, after []status.Peer
-	a.store.Update(func(r *status.Record) {
-		before = r.Peers
-		recordSnapshot(r, snap, routeRes, a.haveView)
-		after = r.Peers
-	})
-	a.logRouteStates(before, after)
+	a.store.Update(func(r *status.Record) { recordSnapshot(r, snap, routeRes, a.haveView) })
+	if a.haveView {
+		a.logPeerStates(snap, routeRes)
+	}
 	if !failed && a.haveView && a.viewOrigin != "cache" {
 		if changed, err := a.cache.Save(a.view); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
@@ -73,9 +71,21 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		}
 	}
 	a.prev = &snap
+	a.publishStatus()
+	a.log.Debug("reconciled", "why", why, "summary", a.lastStatus)
+}
+
+// publishStatus sends systemd the record's one-line summary (STATUS=) when
+// it changed, so `systemctl status kindnet` is current also when only the
+// source's health changed and nothing was reconciled.
+func (a *Agent) publishStatus() {
 	rec := a.store.Get()
-	a.notify().Status(rec.Summary())
-	a.log.Debug("reconciled", "why", why, "summary", rec.Summary())
+	line := rec.Summary()
+	if line == a.lastStatus {
+		return
+	}
+	a.lastStatus = line
+	a.notify().Status(line)
 }
 
 // snapshot validates the view against what the host looks like now.
@@ -114,18 +124,39 @@ func (a *Agent) logPeers(snap cluster.Snapshot) {
 	a.rejected = now
 }
 
-// logRouteStates logs an accepted peer whose route state changed: why it
-// is off-link or in conflict, once per change, and when it is routed again.
-// (Rejections are logged by logPeers.)
-func (a *Agent) logRouteStates(before, after []status.Peer) {
-	for _, p := range routeStateChanges(before, after) {
-		if p.State == status.PeerRouted {
-			a.log.Info("peer routed again", "peer", p.Name, "podCIDRs", p.PodCIDRs)
+// logPeerStates logs each accepted peer's route state when it changes,
+// one line per pod CIDR with the peer, cidr and via keys, so that under
+// journald `journalctl -u kindnet PEER=node2` (or CIDR=…) tells one peer's
+// story.
+func (a *Agent) logPeerStates(snap cluster.Snapshot, rr routes.Result) {
+	now := map[string]string{}
+	for _, p := range snap.Peers {
+		st, ok := rr.Peers[p.Name]
+		if !ok {
 			continue
 		}
-		a.log.Warn("peer not routed", "peer", p.Name, "state", p.State, "reason", p.Reason,
-			"addresses", p.Addresses, "podCIDRs", p.PodCIDRs)
+		key := st.State + "\x00" + st.Reason + "\x00" + strings.Join(strs(p.PodCIDRs), ",")
+		now[p.Name] = key
+		if a.peerStates[p.Name] == key {
+			continue
+		}
+		for _, cidr := range p.PodCIDRs {
+			args := []any{"peer", p.Name, "cidr", cidr.String(), "reconciler", "routes"}
+			if via, ok := p.Via(cidr); ok {
+				args = append(args, "via", via.String())
+			}
+			if st.Reason != "" {
+				args = append(args, "reason", st.Reason)
+			}
+			a.log.Info("peer "+st.State, args...)
+		}
 	}
+	for name := range a.peerStates {
+		if _, still := now[name]; !still {
+			a.log.Info("peer no longer routed", "peer", name, "reconciler", "routes")
+		}
+	}
+	a.peerStates = now
 }
 
 func (a *Agent) logChanges(reconciler string, changes []string, err error) {

@@ -80,24 +80,3 @@ func sourceSynced(s *status.Source, name string, now time.Time) {
 	s.LastEvent, s.LastSync = now, now
 	s.Events++
 }
-
-// routeStateChanges lists the accepted peers that became off-link or
-// conflicting (or changed reason), and those that were and are routed now.
-func routeStateChanges(before, after []status.Peer) []status.Peer {
-	prev := make(map[string]status.Peer, len(before))
-	for _, p := range before {
-		prev[p.Name] = p
-	}
-	bad := func(st string) bool { return st == status.PeerOffLink || st == status.PeerConflict }
-	var out []status.Peer
-	for _, p := range after {
-		old, seen := prev[p.Name]
-		switch {
-		case bad(p.State) && (!seen || old.State != p.State || old.Reason != p.Reason):
-			out = append(out, p)
-		case p.State == status.PeerRouted && seen && bad(old.State):
-			out = append(out, p)
-		}
-	}
-	return out
-}

@@ -160,30 +160,3 @@ func TestSourceHealthIsRecordedByKind(t *testing.T) {
 		t.Fatalf("plain error after a sync: %+v", s)
 	}
 }
-
-func TestRouteStateChangesAreReportedOnce(t *testing.T) {
-	routed := status.Peer{Name: "b", State: status.PeerRouted}
-	off := status.Peer{Name: "b", State: status.PeerOffLink, Reason: "192.168.9.2 is not on a directly connected network"}
-	offOther := status.Peer{Name: "b", State: status.PeerOffLink, Reason: "192.168.9.3 is not on a directly connected network"}
-	conflict := status.Peer{Name: "b", State: status.PeerConflict, Reason: "a route to 10.244.2.0/24 not owned by kindnet exists"}
-	rejected := status.Peer{Name: "b", State: status.PeerRejected, Reason: "bad"}
-	cases := []struct {
-		name          string
-		before, after []status.Peer
-		want          int
-	}{
-		{"new peer routed", nil, []status.Peer{routed}, 0},
-		{"new peer off-link", nil, []status.Peer{off}, 1},
-		{"still off-link, same reason", []status.Peer{off}, []status.Peer{off}, 0},
-		{"off-link, other reason", []status.Peer{off}, []status.Peer{offOther}, 1},
-		{"off-link to conflict", []status.Peer{off}, []status.Peer{conflict}, 1},
-		{"routed again", []status.Peer{conflict}, []status.Peer{routed}, 1},
-		{"still routed", []status.Peer{routed}, []status.Peer{routed}, 0},
-		{"rejections are logPeers' business", nil, []status.Peer{rejected}, 0},
-	}
-	for _, c := range cases {
-		if got := routeStateChanges(c.before, c.after); len(got) != c.want {
-			t.Errorf("%s: %d changes %+v, want %d", c.name, len(got), got, c.want)
-		}
-	}
-}

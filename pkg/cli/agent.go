@@ -39,9 +39,9 @@ on the host is touched.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(e.stderr, cfg.LogLevel)
+			log := newLogger(e, cfg.LogLevel)
 			log.Info("starting", "version", buildinfo.String(), "node", cfg.NodeName)
-			a, err := agent.New(cfg, agent.Options{Version: buildinfo.Version, Log: log, Notifier: agent.SystemdNotifier{}})
+			a, err := agent.New(cfg, agent.Options{Version: buildinfo.Version, Log: log, Notifier: agent.SystemdNotifier{Log: log}})
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/logging"
 )
 
 // Exit codes shared by every command.
@@ -157,11 +158,13 @@ func lookupEnv(environ []string, key string) string {
 	return ""
 }
 
-// newLogger makes the process logger: key=value text on stderr.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+// newLogger makes the process logger: structured journal entries under
+// journald, key=value text on stderr elsewhere (see pkg/logging); klog
+// (client-go) writes through it too.
+func newLogger(e *env, level string) *slog.Logger {
+	l := logging.New(e.stderr, level, e.environ)
+	logging.CaptureKlog(l)
+	return l
 }
 
 // Main is the entry point for the CLI mode of the binary.
