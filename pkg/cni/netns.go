@@ -33,7 +33,7 @@ func openNetNS(path string) (netns.NsHandle, *types.Error) {
 		return 0, bad("cannot open: " + err.Error())
 	}
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(h), &st); err != nil || (st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC) {
+	if err := unix.Fstatfs(int(h), &st); err != nil || (st.Type != unix.NSFS_MAGIC) {
 		h.Close()
 		return 0, bad("not a network namespace")
 	}
