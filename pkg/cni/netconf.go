@@ -56,10 +56,11 @@ type rawConf struct {
 	RuntimeConfig struct {
 		PortMappings []portMapping `json:"portMappings"`
 	} `json:"runtimeConfig"`
-	// Pointers tell "no list" (refuse to GC) from "empty list" (GC all).
-	ValidAttachments *[]types.GCAttachment `json:"cni.dev/valid-attachments"`
+	// Raw, to tell a missing key (refuse to GC) from an empty list or null
+	// (libcni's way of saying "no attachment is valid": GC everything).
+	ValidAttachments json.RawMessage `json:"cni.dev/valid-attachments"`
 	// Attachments is the key an earlier spec text used; libcni sends both.
-	Attachments *[]types.GCAttachment `json:"cni.dev/attachments"`
+	Attachments json.RawMessage `json:"cni.dev/attachments"`
 }
 
 type portMapping struct {
@@ -142,11 +143,15 @@ func Parse(data []byte) (*Config, *types.Error) {
 		}
 		c.PrevResult = prev
 	}
-	switch {
-	case raw.ValidAttachments != nil:
-		c.ValidAttachments, c.HasValidAttachment = *raw.ValidAttachments, true
-	case raw.Attachments != nil:
-		c.ValidAttachments, c.HasValidAttachment = *raw.Attachments, true
+	for _, list := range []json.RawMessage{raw.ValidAttachments, raw.Attachments} {
+		if len(list) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(list, &c.ValidAttachments); err != nil {
+			return nil, types.NewError(types.ErrDecodingFailure, "cannot decode cni.dev/valid-attachments: "+err.Error(), "")
+		}
+		c.HasValidAttachment = true
+		break
 	}
 	return c, nil
 }

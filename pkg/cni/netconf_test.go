@@ -89,6 +89,10 @@ func TestParsePortMappingsAndGCList(t *testing.T) {
 	if !legacy.HasValidAttachment || len(legacy.ValidAttachments) != 1 {
 		t.Errorf("cni.dev/attachments not read: %+v", legacy)
 	}
+	null, _ := Parse([]byte(`{"cniVersion":"1.1.0","name":"n","ranges":["10.0.0.0/24"],"cni.dev/valid-attachments":null}`))
+	if !null.HasValidAttachment || len(null.ValidAttachments) != 0 {
+		t.Errorf("a null list (libcni with no attachment) must read as given and empty: %+v", null)
+	}
 	none, _ := Parse([]byte(`{"cniVersion":"1.1.0","name":"n","ranges":["10.0.0.0/24"]}`))
 	if none.HasValidAttachment {
 		t.Error("no list must read as absent")
