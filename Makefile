@@ -12,7 +12,7 @@ LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PK
 # Debian packages the tests, the lab and the demo use.
 DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps
 
-.PHONY: help build test test-unit demo deps tools lint clean
+.PHONY: help build test test-unit fuzz demo deps tools lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,11 @@ tools: ## build the third-party tools tests drive (cached in ~/.cache/kindnet)
 
 test: deps ## run every test, including the root-only network-namespace and lab tests
 	$(GO) test -count=1 -timeout 60m ./...
+	$(MAKE) fuzz
+
+FUZZTIME ?= 30s
+fuzz: ## fuzz the CNI network config parser for FUZZTIME (seeds in pkg/cni/testdata/fuzz)
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/cni/
 
 test-unit: ## run the tests that need no root (root-only tests skip)
 	$(GO) test -count=1 ./...
