@@ -12,7 +12,7 @@ LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PK
 # Debian packages the tests, the lab and the demo use.
 DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps
 
-.PHONY: help build test test-unit fuzz demo deps tools lint clean
+.PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ fuzz: ## fuzz the CNI network config parser for FUZZTIME (seeds in pkg/cni/testd
 
 test-unit: ## run the tests that need no root (root-only tests skip)
 	$(GO) test -count=1 ./...
+
+BENCHRUNS ?= 100
+bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
+	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 demo: deps build ## build a 3-node lab in network namespaces, show it working, tear it down (root)
 	./bin/kindnet-lab demo
