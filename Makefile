@@ -9,8 +9,12 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 PKG     := github.com/kindnet-dev/kindnet/internal/buildinfo
 LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Date=$(DATE)
 
-# Debian packages the tests, the lab and the demo use.
-DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps
+# Debian packages the tests, the lab and the demo use. containerd and runc
+# are run by test/cri with configs of their own (their packages start no
+# daemon on a host without systemd; on one with it, they start containerd).
+# containernetworking-plugins: loopback for test/cri, ptp and host-local for
+# make bench-cni.
+DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps containerd runc util-linux
 
 .PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean
 
