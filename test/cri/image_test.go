@@ -61,7 +61,7 @@ func writePauseImage(pauseBin, out string) error {
 	manifestDesc := descriptor("application/vnd.oci.image.manifest.v1+json", manifest)
 	manifestDesc["platform"] = map[string]string{"architecture": runtime.GOARCH, "os": "linux"}
 	manifestDesc["annotations"] = map[string]string{
-		"io.containerd.image.name":         pauseImage,
+		"io.containerd.image.name":          pauseImage,
 		"org.opencontainers.image.ref.name": pauseImage[strings.LastIndex(pauseImage, ":")+1:],
 	}
 	index, _ := json.Marshal(map[string]any{
