@@ -184,6 +184,7 @@ func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.P
 		if err := Validate(m); err != nil {
 			return nil, err
 		}
+		n := len(rules)
 		for _, f := range []family{ipv4, ipv6} {
 			pod, ok := f.pick(podIPs)
 			if !ok || (m.HostIP.IsValid() && m.HostIP.Is4() != f.is4) {
@@ -199,6 +200,9 @@ func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.P
 				rules = append(rules, &nftables.Rule{Table: tbl, Chain: masqChain, Exprs: f.hairpinExprs(m, pod, r),
 					UserData: userdata.AppendString(nil, userdata.TypeComment, owner+" hairpin "+f.name+" "+m.String()+" from "+r.String())})
 			}
+		}
+		if len(rules) == n {
+			return nil, fmt.Errorf("port mapping %s: the pod has no address of the family of hostIP %s", m, m.HostIP)
 		}
 	}
 	return rules, nil

@@ -107,6 +107,10 @@ func TestRulesOfOneFamilyMappingAndTheirText(t *testing.T) {
 	if err := tbl.Check("kindnet/c1/eth0", podIPs, hairpin(podIPs), web[:1]); err == nil {
 		t.Error("Check accepted an extra mapping")
 	}
+	v6only := []Mapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp", HostIP: netip.MustParseAddr("fd00::1")}}
+	if err := tbl.Add("kindnet/c2/eth0", podIPs[:1], nil, v6only); err == nil || !strings.Contains(err.Error(), "no address of the family") {
+		t.Errorf("IPv6 hostIP for an IPv4-only pod: %v", err)
+	}
 }
 
 func TestRemoveAndGCTouchOnlyTheirOwnRules(t *testing.T) {
