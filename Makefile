@@ -48,7 +48,7 @@ test-unit: ## run the tests that need no root (root-only tests skip)
 
 BENCHRUNS ?= 100
 bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
-	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
+	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 demo: deps build ## build a 3-node lab in network namespaces, show it working, tear it down (root)
 	./bin/kindnet-lab demo
