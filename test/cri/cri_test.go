@@ -81,11 +81,12 @@ func requireTools(t *testing.T, f flavour) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run containerd in the network-namespace lab: run `sudo make test`")
 	}
-	for _, p := range []string{f.containerd, f.ctr, f.shim, crictlBin, "/usr/lib/cni/loopback"} {
-		if p == "" && f.shim == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err != nil {
+	need := []string{f.containerd, f.ctr, crictlBin, "/usr/lib/cni/loopback"}
+	if f.shim != "" {
+		need = append(need, f.shim)
+	}
+	for _, p := range need {
+		if _, err := os.Stat(p); p == "" || err != nil {
 			t.Skipf("%s is missing (%v): `make deps` installs containerd, runc and the loopback plugin, `make tools` builds containerd 2.x and crictl", p, err)
 		}
 	}
