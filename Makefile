@@ -9,8 +9,12 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 PKG     := github.com/kindnet-dev/kindnet/internal/buildinfo
 LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Date=$(DATE)
 
-# Debian packages the tests, the lab and the demo use.
-DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps
+# Debian packages the tests, the lab and the demo use. containerd and runc
+# are run by test/cri with configs of their own (their packages start no
+# daemon on a host without systemd; on one with it, they start containerd).
+# containernetworking-plugins: loopback for test/cri, ptp and host-local for
+# make bench-cni.
+DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins procps containerd runc util-linux
 # ... and the packaging tests: lint the packages, read the rpm, boot a
 # throwaway systemd, check the scripts; man-db lets systemd-analyze verify
 # the unit's Documentation=man:… pages.
@@ -20,7 +24,7 @@ DEB_DEPS += lintian rpmlint rpm shellcheck systemd man-db
 DIST       ?= dist
 MAINTAINER ?= kindnet developers <maintainers@users.noreply.r-seed-3403187e.example>
 
-.PHONY: help build test test-unit demo deps tools lint clean packages
+.PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,9 +51,18 @@ tools: ## build the third-party tools tests drive (cached in ~/.cache/kindnet)
 
 test: deps ## run every test, including the root-only network-namespace and lab tests
 	$(GO) test -count=1 -timeout 60m ./...
+	$(MAKE) fuzz
+
+FUZZTIME ?= 30s
+fuzz: ## fuzz the CNI network config parser for FUZZTIME (seeds in pkg/cni/testdata/fuzz)
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./pkg/cni/
 
 test-unit: ## run the tests that need no root (root-only tests skip)
 	$(GO) test -count=1 ./...
+
+BENCHRUNS ?= 100
+bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
+	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 demo: deps build ## build a 3-node lab in network namespaces, show it working, tear it down (root)
 	./bin/kindnet-lab demo

@@ -15,6 +15,42 @@ mkdir -p "$CACHE"
 # and path_NAME (print where it is); the list TOOLS names them.
 TOOLS=()
 
+# go_install DIR PKG@VERSION...: build Go commands into DIR, atomically (a
+# half-built DIR never looks complete).
+go_install() {
+	local dir=$1
+	shift
+	rm -rf "$dir.tmp"
+	mkdir -p "$dir.tmp"
+	echo "tools: building $* into $dir" >&2
+	GOBIN="$dir.tmp" CGO_ENABLED=0 go install -trimpath "$@"
+	rm -rf "$dir"
+	mv "$dir.tmp" "$dir"
+}
+
+# containerd 2.x for the CNI runtime tests (test/cri): containerd, its runc
+# shim and ctr, built from the module proxy. runc itself is Debian's.
+CONTAINERD2_VERSION=v2.4.2
+path_containerd2() { echo "$CACHE/containerd-$CONTAINERD2_VERSION"; }
+ensure_containerd2() {
+	local d
+	d=$(path_containerd2)
+	[ -x "$d/containerd" ] && [ -x "$d/containerd-shim-runc-v2" ] && [ -x "$d/ctr" ] && return 0
+	go_install "$d" github.com/containerd/containerd/v2/cmd/{containerd,containerd-shim-runc-v2,ctr}@"$CONTAINERD2_VERSION"
+}
+TOOLS+=(containerd2)
+
+# crictl drives containerd's CRI API in the runtime tests.
+CRICTL_VERSION=v1.37.0
+path_crictl() { echo "$CACHE/crictl-$CRICTL_VERSION/crictl"; }
+ensure_crictl() {
+	local d
+	d=$(dirname "$(path_crictl)")
+	[ -x "$d/crictl" ] && return 0
+	go_install "$d" sigs.k8s.io/cri-tools/cmd/crictl@"$CRICTL_VERSION"
+}
+TOOLS+=(crictl)
+
 usage() { sed -n '2,9p' "$0"; exit 64; }
 
 # nfpm builds the .deb and .rpm (make packages). Pinned: the package layout

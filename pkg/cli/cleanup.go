@@ -10,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
 
+	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
+	"github.com/kindnet-dev/kindnet/pkg/hostport"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 )
@@ -23,7 +25,10 @@ func newCleanupCmd(e *env) *cobra.Command {
 		Long: `Remove everything kindnet owns on this node, and nothing else:
   - routes tagged with kindnet's route protocol ("proto kindnet"),
   - its nftables table (masquerade.table, family inet),
+  - the CNI plugin's hostPort table (masquerade.table + "_hostport"),
+  - the CNI plugin's bridge kindnet0 (bridge mode),
   - its CNI config file (cni.confDir/cni.confName),
+  - the CNI plugin's address allocations (runDir/ipam),
   - its run directory (runDir).
 
 Pods on this node lose their connectivity to other nodes and the outside.
@@ -50,9 +55,21 @@ in stateDir is kept; package purge removes it.`,
 			errs = append(errs, err)
 			fmt.Fprintf(e.stdout, "nftables: table inet %s %s\n", cfg.Masquerade.Table, removedWord(removed))
 
+			removed, err = hostport.Cleanup(cfg.HostPortTable(), 0)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "nftables: table inet %s %s\n", cfg.HostPortTable(), removedWord(removed))
+
+			removed, err = removeBridge(nl, cni.DefaultBridge)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "bridge: %s %s\n", cni.DefaultBridge, removedWord(removed))
+
 			removed, err = cniconf.Remove(cfg.CNIConfPath())
 			errs = append(errs, err)
 			fmt.Fprintf(e.stdout, "cni: %s %s\n", cfg.CNIConfPath(), removedWord(removed))
+
+			removed, err = removeRunDir(cfg.IPAMDir())
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "IPAM: %s %s\n", cfg.IPAMDir(), removedWord(removed))
 
 			removed, err = removeRunDir(cfg.RunDir)
 			errs = append(errs, err)
@@ -62,6 +79,26 @@ in stateDir is kept; package purge removes it.`,
 	}
 	cf.bind(cmd.Flags())
 	return cmd
+}
+
+// removeBridge deletes the CNI plugin's bridge; a link of that name that
+// is not a bridge is not kindnet's and is left alone.
+func removeBridge(nl *netlink.Handle, name string) (bool, error) {
+	l, err := nl.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up %s: %w", name, err)
+	}
+	if l.Type() != "bridge" {
+		return false, fmt.Errorf("%s is a %s, not kindnet's bridge: left alone", name, l.Type())
+	}
+	if err := nl.LinkDel(l); err != nil {
+		return false, fmt.Errorf("delete bridge %s: %w", name, err)
+	}
+	return true, nil
 }
 
 func removedWord(b bool) string {

@@ -1,6 +1,7 @@
 // Package cniconf renders and writes the CNI network configuration list the
-// container runtime reads to wire pods on this node: which plugin, this
-// node's pod ranges, the MTU and where IPAM keeps its state.
+// container runtime reads to wire pods on this node: kindnet's own plugin
+// (pkg/cni, the same binary) with the wiring mode, this node's pod ranges,
+// the MTU, where IPAM keeps its state and the hostPort table.
 //
 // It owns one file (cni.confDir/cni.confName, default
 // /etc/cni/net.d/10-kindnet.conflist), written atomically and only when its
@@ -34,18 +35,22 @@ const NetworkName = "kindnet"
 // DefaultMTU is used when MTU is automatic and the host has no default route.
 const DefaultMTU = 1500
 
+// PluginType is the plugin binary the conflist names: the runtime runs
+// <binDir>/kindnet, a link to the kindnet binary.
+const PluginType = "kindnet"
+
 // Params is everything the conflist depends on.
 type Params struct {
-	Mode       string         // "ptp" or "bridge"
-	PodCIDRs   []netip.Prefix // this node's ranges, one per family
-	MTU        int
-	CNIVersion string
-	IPAMDir    string // where IPAM keeps its allocations
+	Mode          string         // "ptp" or "bridge"
+	PodCIDRs      []netip.Prefix // this node's ranges, one per family
+	MTU           int
+	CNIVersion    string
+	IPAMDir       string // where IPAM keeps its allocations
+	HostPortTable string // nftables table of the hostPort rules
 }
 
-// Render produces the conflist. Until kindnet's own CNI plugin exists it
-// uses the reference plugins (ptp or bridge, host-local IPAM, portmap);
-// plugins() is the one place that changes when it does.
+// Render produces the conflist: one plugin, kindnet's own, which does the
+// wiring, IPAM and hostPorts (capability portMappings) itself.
 func Render(p Params) ([]byte, error) {
 	if len(p.PodCIDRs) == 0 {
 		return nil, errors.New("no pod ranges for this node")
@@ -62,36 +67,36 @@ func Render(p Params) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// plugins is the chain of the conflist: the main plugin with its IPAM, then
-// portmap for hostPort.
+// plugins is the chain of the conflist: kindnet alone, for example
+//
+//	{"type": "kindnet", "mode": "ptp", "mtu": 1500,
+//	 "ranges": ["10.244.1.0/24", "fd00:10:244:1::/64"],
+//	 "ipamDir": "/run/kindnet/ipam", "hostPortTable": "kindnet_hostport",
+//	 "capabilities": {"portMappings": true}}
 func plugins(p Params) []any {
-	var ranges [][]map[string]string
-	var routes []map[string]string
+	ranges := make([]string, 0, len(p.PodCIDRs))
 	for _, c := range p.PodCIDRs {
-		ranges = append(ranges, []map[string]string{{"subnet": c.String()}})
-		dst := "0.0.0.0/0"
-		if c.Addr().Is6() {
-			dst = "::/0"
-		}
-		routes = append(routes, map[string]string{"dst": dst})
+		ranges = append(ranges, c.String())
 	}
-	ipam := map[string]any{"type": "host-local", "ranges": ranges, "routes": routes, "dataDir": p.IPAMDir}
-	main := map[string]any{"type": "ptp", "mtu": p.MTU, "ipMasq": false, "ipam": ipam}
-	if p.Mode == "bridge" {
-		main = map[string]any{"type": "bridge", "bridge": "kindnet0", "isGateway": true, "hairpinMode": true,
-			"mtu": p.MTU, "ipMasq": false, "ipam": ipam}
-	}
-	portmap := map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}}
-	return []any{main, portmap}
+	return []any{map[string]any{
+		"type":          PluginType,
+		"mode":          p.Mode,
+		"mtu":           p.MTU,
+		"ranges":        ranges,
+		"ipamDir":       p.IPAMDir,
+		"hostPortTable": p.HostPortTable,
+		"capabilities":  map[string]bool{"portMappings": true},
+	}}
 }
 
 // Reconciler keeps the conflist in step with this node's pod ranges.
 type Reconciler struct {
-	Path       string
-	Mode       string
-	MTU        int // 0: the MTU of the default route's link
-	CNIVersion string
-	IPAMDir    string
+	Path          string
+	Mode          string
+	MTU           int // 0: the MTU of the default route's link
+	CNIVersion    string
+	IPAMDir       string
+	HostPortTable string
 	// Handle reads the default route for the automatic MTU.
 	Handle *netlink.Handle
 }
@@ -125,7 +130,8 @@ func (r *Reconciler) Reconcile(_ context.Context, snap *cluster.Snapshot) (Resul
 		return res, err
 	}
 	res.MTU = mtu
-	data, err := Render(Params{Mode: r.Mode, PodCIDRs: snap.Self.PodCIDRs, MTU: mtu, CNIVersion: r.CNIVersion, IPAMDir: r.IPAMDir})
+	data, err := Render(Params{Mode: r.Mode, PodCIDRs: snap.Self.PodCIDRs, MTU: mtu, CNIVersion: r.CNIVersion,
+		IPAMDir: r.IPAMDir, HostPortTable: r.HostPortTable})
 	if err != nil {
 		return res, err
 	}

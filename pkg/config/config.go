@@ -29,6 +29,9 @@ const (
 	DefaultMetricsAddress = "127.0.0.1:19080"
 	DefaultResyncInterval = time.Minute
 	DefaultNftTable       = "kindnet"
+	// DefaultCNISpecVersion is what most nodes' runtimes accept: containerd
+	// 1.6 and 1.7 reject a conflist of version 1.1.0.
+	DefaultCNISpecVersion = "1.0.0"
 
 	PluginPTP    = "ptp"
 	PluginBridge = "bridge"
@@ -89,7 +92,13 @@ type CNI struct {
 	BinDir   string `json:"binDir,omitempty"`
 	// MTU of pod interfaces; 0 means the MTU of the default route's link.
 	MTU int `json:"mtu"`
+	// SpecVersion is the cniVersion of the conflist (one of
+	// CNISpecVersions). 1.1.0 lets the runtime ask STATUS and GC.
+	SpecVersion string `json:"specVersion,omitempty"`
 }
+
+// CNISpecVersions are the CNI spec versions kindnet's plugin speaks.
+var CNISpecVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 // Defaults returns the configuration used for every field nobody set.
 // NodeName is resolved from the hostname by Load, not here, so Defaults has
@@ -103,6 +112,8 @@ func Defaults() Config {
 			ConfDir:  DefaultCNIConfDir,
 			ConfName: DefaultCNIConfName,
 			BinDir:   DefaultCNIBinDir,
+
+			SpecVersion: DefaultCNISpecVersion,
 		},
 		StateDir:       DefaultStateDir,
 		RunDir:         DefaultRunDir,
@@ -150,6 +161,14 @@ func (c *Config) NoMasqueradePrefixes() []netip.Prefix {
 func (c *Config) CNIConfPath() string {
 	return strings.TrimRight(c.CNI.ConfDir, "/") + "/" + c.CNI.ConfName
 }
+
+// IPAMDir is where the CNI plugin keeps its address allocations: inside
+// the run directory, so they vanish at reboot with the pods.
+func (c *Config) IPAMDir() string { return strings.TrimRight(c.RunDir, "/") + "/ipam" }
+
+// HostPortTable is the nftables table (family inet) of the CNI plugin's
+// hostPort rules, named after the agent's own table.
+func (c *Config) HostPortTable() string { return c.Masquerade.Table + "_hostport" }
 
 // CachePath is the file holding the last good cluster view.
 func (c *Config) CachePath() string { return strings.TrimRight(c.StateDir, "/") + "/cluster-view.json" }

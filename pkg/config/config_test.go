@@ -90,6 +90,7 @@ func TestBadConfigNamesFieldValueAndExpectation(t *testing.T) {
 			[]string{"podCIDRs", "outside clusterCIDRs"}},
 		{"wrong type", base + "cni:\n  mtu: big\n", nil, []string{"cni.mtu", "expected a whole number"}},
 		{"bad plugin", base + "cni:\n  plugin: vxlan\n", nil, []string{"cni.plugin", `"vxlan"`, `expected "ptp" or "bridge"`}},
+		{"bad CNI spec version", base + "cni:\n  specVersion: 0.2.0\n", nil, []string{"cni.specVersion", `"0.2.0"`, "1.1.0"}},
 		{"IPv6 MTU", base + "clusterCIDRs: [fd00::/56]\ncni:\n  mtu: 1000\n", nil, []string{"cni.mtu", "at least 1280"}},
 		{"no source", "nodeName: n1\nkubeconfig: \"\"\n", nil, []string{"nodesFile", "required"}},
 		{"bad node name", "nodeName: Node_1\nnodesFile: /x\n", nil, []string{"nodeName", "Kubernetes node name"}},

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -153,6 +154,9 @@ func (v *validator) cni(c *Config, ipv6 bool) {
 	v.absPath("cni.binDir", c.CNI.BinDir)
 	if c.CNI.ConfName == "" || strings.ContainsRune(c.CNI.ConfName, '/') || !strings.HasSuffix(c.CNI.ConfName, ".conflist") {
 		v.fail("cni.confName", c.CNI.ConfName, "expected a file name ending in .conflist, e.g. %q", DefaultCNIConfName)
+	}
+	if !slices.Contains(CNISpecVersions, c.CNI.SpecVersion) {
+		v.fail("cni.specVersion", c.CNI.SpecVersion, "expected one of %s (default %s)", strings.Join(CNISpecVersions, ", "), DefaultCNISpecVersion)
 	}
 	switch mtu := c.CNI.MTU; {
 	case mtu == 0:

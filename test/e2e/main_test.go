@@ -53,7 +53,7 @@ func labOptions(t *testing.T) lab.Options {
 	return lab.Options{
 		Nodes: 3, PodsPerNode: 1,
 		Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"),
-		CNIPlugin: "ptp", CNIBinDir: "/usr/lib/cni",
+		CNIPlugin: "ptp", CNIBinDir: binDir, // binDir/kindnet is the plugin the conflist names
 		Log: t.Logf,
 	}
 }

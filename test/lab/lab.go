@@ -39,7 +39,9 @@ type Options struct {
 	Kindnet     string // path of the kindnet binary
 	LabTool     string // path of the kindnet-lab binary (CNI driver, whoami)
 	CNIPlugin   string // "ptp" or "bridge"
-	// CNIBinDir holds the plugins the agent-written conflist names.
+	// CNIBinDir holds the plugins the agent-written conflist names: an
+	// executable "kindnet" (kindnet's own plugin). Default: the directory
+	// of Kindnet.
 	CNIBinDir string
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
@@ -92,6 +94,8 @@ type Pod struct {
 	Node string     `json:"node"`
 	IPv4 netip.Addr `json:"ipv4"`
 	IPv6 netip.Addr `json:"ipv6"`
+	// Ports are the pod's hostPorts, passed on ADD and DEL.
+	Ports []PortMapping `json:"ports,omitempty"`
 }
 
 // Addressing of every lab (names differ per lab, addresses do not: each
@@ -112,6 +116,9 @@ func (o *Options) defaults() {
 	}
 	if o.CNIPlugin == "" {
 		o.CNIPlugin = "ptp"
+	}
+	if o.CNIBinDir == "" {
+		o.CNIBinDir = filepath.Dir(o.Kindnet)
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
@@ -144,6 +151,10 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("lab needs the binary %q: %w (run make build)", p, err)
 		}
+	}
+	plugin := filepath.Join(o.CNIBinDir, "kindnet")
+	if st, err := os.Stat(plugin); err != nil || st.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("the conflist names plugin \"kindnet\": %s must be the kindnet binary, executable (cni bin dir %s)", plugin, o.CNIBinDir)
 	}
 	id := newID()
 	l = &Lab{ID: id, Dir: filepath.Join(StateRoot, id), Switch: id + "-sw", Opts: o}

@@ -16,10 +16,23 @@ type CNIResult struct {
 	IPs []netip.Prefix `json:"ips"`
 }
 
+// PortMapping is a hostPort of a pod, as a runtime passes it to CNI.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+}
+
+// flag renders the mapping for `kindnet-lab cni --port`.
+func (m PortMapping) flag() string {
+	return fmt.Sprintf("%d:%d/%s", m.HostPort, m.ContainerPort, m.Protocol)
+}
+
 // AddPod creates a pod namespace on node n and wires it by running the
-// CNI plugin the node's agent-written conflist names, as a runtime would.
-func (l *Lab) AddPod(ctx context.Context, n *Node, name string) (*Pod, error) {
-	p := &Pod{Name: name, Node: n.Name, NS: fmt.Sprintf("%s-%s-%s", l.ID, strings.TrimPrefix(n.NS, l.ID+"-"), name)}
+// CNI plugin the node's agent-written conflist names, as a runtime would,
+// with the given hostPorts.
+func (l *Lab) AddPod(ctx context.Context, n *Node, name string, ports ...PortMapping) (*Pod, error) {
+	p := &Pod{Name: name, Node: n.Name, NS: fmt.Sprintf("%s-%s-%s", l.ID, strings.TrimPrefix(n.NS, l.ID+"-"), name), Ports: ports}
 	if err := addNS(p.NS); err != nil {
 		return nil, err
 	}
@@ -68,6 +81,9 @@ func (l *Lab) CNI(ctx context.Context, n *Node, verb string, p *Pod) (string, er
 		"--conflist", n.CNIConfPath(), "--bin-dir", l.Opts.CNIBinDir,
 		"--cache-dir", filepath.Join(n.Dir, "cni-cache"),
 		"--netns", "/run/netns/" + p.NS, "--container-id", p.NS, "--pod-name", p.Name}
+	for _, m := range p.Ports {
+		args = append(args, "--port", m.flag())
+	}
 	out, err := exec.CommandContext(ctx, "ip", args...).Output()
 	if err != nil {
 		msg := err.Error()

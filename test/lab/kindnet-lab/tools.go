@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -20,6 +21,7 @@ import (
 // conflist with libcni and run ADD, CHECK or DEL for one container.
 func cniCmd() *cobra.Command {
 	var conflist, binDir, cacheDir, netns, id, ifname, pod string
+	var ports []string
 	cmd := &cobra.Command{
 		Use:       "cni add|check|del",
 		Short:     "Run a CNI verb for one pod through libcni, as a runtime does",
@@ -33,6 +35,13 @@ func cniCmd() *cobra.Command {
 			cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, cacheDir, nil)
 			rt := &libcni.RuntimeConf{ContainerID: id, NetNS: netns, IfName: ifname,
 				Args: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "lab"}, {"K8S_POD_NAME", pod}, {"K8S_POD_INFRA_CONTAINER_ID", id}}}
+			if len(ports) > 0 {
+				mappings, err := parsePorts(ports)
+				if err != nil {
+					return err
+				}
+				rt.CapabilityArgs = map[string]any{"portMappings": mappings}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			switch args[0] {
@@ -57,7 +66,26 @@ func cniCmd() *cobra.Command {
 	f.StringVar(&id, "container-id", "", "container ID")
 	f.StringVar(&ifname, "ifname", "eth0", "interface name inside the pod")
 	f.StringVar(&pod, "pod-name", "", "pod name (K8S_POD_NAME)")
+	f.StringArrayVar(&ports, "port", nil, "hostPort as HOSTPORT:CONTAINERPORT[/PROTOCOL] (repeatable)")
 	return cmd
+}
+
+// parsePorts reads --port values into CNI portMappings.
+func parsePorts(ports []string) ([]map[string]any, error) {
+	var out []map[string]any
+	for _, p := range ports {
+		var host, container int
+		proto := "tcp"
+		spec, pr, ok := strings.Cut(p, "/")
+		if ok {
+			proto = pr
+		}
+		if _, err := fmt.Sscanf(spec, "%d:%d", &host, &container); err != nil {
+			return nil, fmt.Errorf("--port %q: expected HOSTPORT:CONTAINERPORT[/PROTOCOL]", p)
+		}
+		out = append(out, map[string]any{"hostPort": host, "containerPort": container, "protocol": proto})
+	}
+	return out, nil
 }
 
 func printResult(res types.Result) error {

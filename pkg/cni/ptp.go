@@ -1,0 +1,68 @@
+package cni
+
+import (
+	"fmt"
+	"net/netip"
+
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// wirePTP connects the pod with a routed veth pair:
+//
+//	pod:  eth0 10.244.1.5/32, fd00:10:244:1::5/128
+//	      default via 169.254.1.1 dev eth0 onlink; default via fe80::1 dev eth0
+//	      neigh 169.254.1.1 and fe80::1 lladdr <host end> PERMANENT
+//	host: kn<hash> (no IPv4 address; fe80::1/64 on IPv6), proxy_arp on
+//	      10.244.1.5 dev kn<hash> scope link; fd00:10:244:1::5 dev kn<hash>
+//	      neigh 10.244.1.5 and fd00:10:244:1::5 lladdr <pod end> PERMANENT
+//
+// Both sides know each other's MAC from the start (the plugin chose them),
+// so the first packet needs no ARP or neighbour discovery. proxy_arp and
+// fe80::1 on the host end answer them anyway should a pod flush its
+// neighbour table.
+func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, ips []netip.Addr, undo *rollback) (wiring, error) {
+	host, podMAC, err := a.createVeth(hostNL, podNS, 0, undo)
+	if err != nil {
+		return wiring{}, err
+	}
+	v4, v6 := families(ips)
+	if err := setSysctls(hostEndSysctls(a.hostIf, v4, v6, true)); err != nil {
+		return wiring{}, fmt.Errorf("host end %s: %w", a.hostIf, err)
+	}
+	if err := hostNL.LinkSetUp(host); err != nil {
+		return wiring{}, fmt.Errorf("set %s up: %w", a.hostIf, err)
+	}
+	if v6 {
+		ll := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(gatewayV6, 64)), Flags: unix.IFA_F_NODAD}
+		if err := hostNL.AddrAdd(host, ll); err != nil {
+			return wiring{}, fmt.Errorf("add %s to %s: %w", ll.IPNet, a.hostIf, err)
+		}
+	}
+	if err := a.configurePod(podNL, podNS, ips, host.HardwareAddr); err != nil {
+		return wiring{}, err
+	}
+	for _, ip := range ips {
+		n := &netlink.Neigh{LinkIndex: host.Index, Family: family(ip), State: netlink.NUD_PERMANENT,
+			IP: ip.AsSlice(), HardwareAddr: podMAC}
+		if err := hostNL.NeighAdd(n); err != nil {
+			return wiring{}, fmt.Errorf("add neighbour %s lladdr %s on %s: %w", ip, podMAC, a.hostIf, err)
+		}
+		r := &netlink.Route{LinkIndex: host.Index, Dst: ipNet(netip.PrefixFrom(ip, ip.BitLen()))}
+		if ip.Is4() {
+			r.Scope = netlink.SCOPE_LINK
+		}
+		if err := hostNL.RouteAdd(r); err != nil {
+			return wiring{}, fmt.Errorf("add route %s dev %s: %w", r.Dst, a.hostIf, err)
+		}
+	}
+	return wiring{
+		interfaces: []*types100.Interface{
+			{Name: a.hostIf, Mac: host.HardwareAddr.String(), Mtu: a.conf.MTU},
+			{Name: a.key.IfName, Mac: podMAC.String(), Mtu: a.conf.MTU, Sandbox: a.netns},
+		},
+		podIndex: 1,
+	}, nil
+}

@@ -1,0 +1,473 @@
+// Package hostport gives pods their hostPorts: traffic to a port on one of
+// the node's own addresses — from another host, from the node itself, or
+// from a pod on this node (hairpin) — is DNATed to the pod's address and
+// container port, for IPv4 and IPv6.
+//
+// It owns one nftables table of family inet, named by the CNI config
+// (default "kindnet_hostport"), written through google/nftables. Each rule
+// carries a comment naming the attachment it belongs to, so DEL removes
+// exactly that attachment's rules and GC those of attachments that are
+// gone. It never lists, flushes or changes any other table, and never
+// touches links, addresses or routes.
+package hostport
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultTable is the table name when the CNI config names none.
+const DefaultTable = "kindnet_hostport"
+
+// Chain names inside the table.
+const (
+	chainPrerouting  = "prerouting"
+	chainOutput      = "output"
+	chainPostrouting = "postrouting"
+	chainHostPorts   = "hostports"
+)
+
+// Mapping is one hostPort of a pod (CNI's runtimeConfig.portMappings).
+type Mapping struct {
+	HostPort      uint16
+	ContainerPort uint16
+	Protocol      string // "tcp", "udp" or "sctp"
+	// HostIP, when valid, limits the mapping to that node address; zero
+	// means every address of the node.
+	HostIP netip.Addr
+}
+
+func (m Mapping) String() string {
+	host := "*"
+	if m.HostIP.IsValid() {
+		host = m.HostIP.String()
+	}
+	return fmt.Sprintf("%s %s:%d->%d", m.Protocol, host, m.HostPort, m.ContainerPort)
+}
+
+// ctStatusDNAT is IPS_DST_NAT, the conntrack status bit of a DNATed
+// connection (nft's "ct status dnat").
+const ctStatusDNAT = 1 << 5
+
+var protocols = map[string]byte{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}
+
+// Validate checks one mapping as it comes from the runtime.
+func Validate(m Mapping) error {
+	if _, ok := protocols[m.Protocol]; !ok {
+		return fmt.Errorf("hostPort %d: protocol %q is not supported: expected tcp, udp or sctp", m.HostPort, m.Protocol)
+	}
+	if m.HostPort == 0 || m.ContainerPort == 0 {
+		return fmt.Errorf("port mapping %s: hostPort and containerPort must be between 1 and 65535", m)
+	}
+	if m.HostIP.IsLoopback() {
+		return fmt.Errorf("port mapping %s: hostIP on loopback is not supported (DNAT from loopback to a pod needs route_localnet, which exposes local services)", m)
+	}
+	return nil
+}
+
+// Table is the hostPort table in one network namespace.
+type Table struct {
+	Name string
+	// NetNSFd, when non-zero, is the network namespace to manage (tests);
+	// zero means the caller's own namespace.
+	NetNSFd int
+}
+
+func (t Table) conn() (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if t.NetNSFd != 0 {
+		opts = append(opts, nftables.WithNetNSFd(t.NetNSFd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open nftables: %w", err)
+	}
+	return c, nil
+}
+
+func (t Table) table() *nftables.Table {
+	return &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
+}
+
+// Owner is the tag of an attachment's rules: network, container ID and
+// interface name, none of which may contain a '/'.
+func Owner(network, containerID, ifname string) string {
+	return network + "/" + containerID + "/" + ifname
+}
+
+// Add installs the rules of one attachment: for every mapping and every pod
+// address of a family the mapping applies to, a DNAT rule, and a
+// masquerade rule for traffic from hairpinFrom that must come back through
+// the node: the pod itself (a reply to itself would never reach the node
+// to be un-DNATed), and on a bridge every pod of the node (a neighbour's
+// reply would go straight over the bridge).
+func (t Table) Add(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix, ms []Mapping) error {
+	rules, err := t.rulesFor(owner, podIPs, hairpinFrom, ms)
+	if err != nil || len(rules) == 0 {
+		return err
+	}
+	c, err := t.conn()
+	if err != nil {
+		return err
+	}
+	if err := t.ensureSkeleton(c); err != nil {
+		return err
+	}
+	for _, r := range rules {
+		c.AddRule(r)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("add hostPort rules of %s to inet %s: %w", owner, t.Name, err)
+	}
+	return nil
+}
+
+// ensureSkeleton creates the table with its chains and jump rules in one
+// transaction that fails when the table exists: concurrent plugin
+// processes end up with exactly one copy of the jump rules.
+//
+//	table inet kindnet_hostport {
+//	  chain prerouting { type nat hook prerouting priority dstnat; policy accept;
+//	    meta nfproto ipv4 ip daddr != 127.0.0.0/8 fib daddr type local jump hostports
+//	    meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local jump hostports }
+//	  chain output { type nat hook output priority dstnat; policy accept;
+//	    (the same two rules) }
+//	  chain hostports { (DNAT rules, one per mapping and family) }
+//	  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+//	    (hairpin masquerade rules, one per mapping and family) }
+//	}
+//
+// Loopback destinations are left alone: DNAT from 127.0.0.1 to a pod would
+// need route_localnet, which exposes the node's local-only services.
+func (t Table) ensureSkeleton(c *nftables.Conn) error {
+	tbl := t.table()
+	c.CreateTable(tbl)
+	accept := nftables.ChainPolicyAccept
+	pre := c.AddChain(&nftables.Chain{Name: chainPrerouting, Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+	out := c.AddChain(&nftables.Chain{Name: chainOutput, Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+	c.AddChain(&nftables.Chain{Name: chainHostPorts, Table: tbl})
+	c.AddChain(&nftables.Chain{Name: chainPostrouting, Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
+	for _, ch := range []*nftables.Chain{pre, out} {
+		for _, f := range []family{ipv4, ipv6} {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: f.jumpExprs()})
+		}
+	}
+	err := c.Flush()
+	if errors.Is(err, unix.EEXIST) {
+		return nil // another ADD made it first
+	}
+	if err != nil {
+		return fmt.Errorf("create nftables table inet %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// rulesFor lays out an attachment's rules, each tagged "<owner> <what>".
+func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix, ms []Mapping) ([]*nftables.Rule, error) {
+	tbl := t.table()
+	dnatChain := &nftables.Chain{Name: chainHostPorts, Table: tbl}
+	masqChain := &nftables.Chain{Name: chainPostrouting, Table: tbl}
+	var rules []*nftables.Rule
+	for _, m := range ms {
+		if err := Validate(m); err != nil {
+			return nil, err
+		}
+		n := len(rules)
+		for _, f := range []family{ipv4, ipv6} {
+			pod, ok := f.pick(podIPs)
+			if !ok || (m.HostIP.IsValid() && m.HostIP.Is4() != f.is4) {
+				continue
+			}
+			comment := owner + " dnat " + f.name + " " + m.String()
+			if len(comment) > 250 {
+				return nil, fmt.Errorf("hostPort rule tag %q is too long for an nftables comment: use shorter network names or container IDs", comment)
+			}
+			rules = append(rules, &nftables.Rule{Table: tbl, Chain: dnatChain, Exprs: f.dnatExprs(m, pod),
+				UserData: userdata.AppendString(nil, userdata.TypeComment, comment)})
+			for _, r := range f.filter(hairpinFrom) {
+				rules = append(rules, &nftables.Rule{Table: tbl, Chain: masqChain, Exprs: f.hairpinExprs(m, pod, r),
+					UserData: userdata.AppendString(nil, userdata.TypeComment, owner+" hairpin "+f.name+" "+m.String()+" from "+r.String())})
+			}
+		}
+		if len(rules) == n {
+			return nil, fmt.Errorf("port mapping %s: the pod has no address of the family of hostIP %s", m, m.HostIP)
+		}
+	}
+	return rules, nil
+}
+
+// Remove deletes every rule of the attachment. A missing table or no rule
+// is not an error; it returns how many rules went.
+func (t Table) Remove(owner string) (int, error) {
+	return t.deleteWhere(func(o string) bool { return o == owner })
+}
+
+// GC deletes the rules of every attachment of network for which keep says
+// false. Rules of other networks are left alone.
+func (t Table) GC(network string, keep func(owner string) bool) (int, error) {
+	return t.deleteWhere(func(o string) bool { return strings.HasPrefix(o, network+"/") && !keep(o) })
+}
+
+func (t Table) deleteWhere(match func(owner string) bool) (int, error) {
+	c, err := t.conn()
+	if err != nil {
+		return 0, err
+	}
+	rules, err := t.listRules(c)
+	if err != nil || len(rules) == 0 {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rules {
+		if owner, _ := ruleOwner(r); owner != "" && match(owner) {
+			if err := c.DelRule(r); err != nil {
+				return 0, fmt.Errorf("delete hostPort rule: %w", err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := c.Flush(); err != nil {
+		return 0, fmt.Errorf("delete hostPort rules from inet %s: %w", t.Name, err)
+	}
+	return n, nil
+}
+
+// listRules returns the rules of the two chains that hold per-attachment
+// rules; nothing when the table does not exist.
+func (t Table) listRules(c *nftables.Conn) ([]*nftables.Rule, error) {
+	tbl := t.table()
+	var out []*nftables.Rule
+	for _, name := range []string{chainHostPorts, chainPostrouting} {
+		rules, err := c.GetRules(tbl, &nftables.Chain{Name: name, Table: tbl})
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list rules of inet %s chain %s: %w", t.Name, name, err)
+		}
+		out = append(out, rules...)
+	}
+	return out, nil
+}
+
+func ruleOwner(r *nftables.Rule) (owner, what string) {
+	comment, ok := userdata.GetString(r.UserData, userdata.TypeComment)
+	if !ok {
+		return "", ""
+	}
+	owner, what, _ = strings.Cut(comment, " ")
+	return owner, what
+}
+
+// Check reports an error unless the attachment has exactly the rules Add
+// would install for it.
+func (t Table) Check(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix, ms []Mapping) error {
+	want, err := t.rulesFor(owner, podIPs, hairpinFrom, ms)
+	if err != nil {
+		return err
+	}
+	c, err := t.conn()
+	if err != nil {
+		return err
+	}
+	rules, err := t.listRules(c)
+	if err != nil {
+		return err
+	}
+	var have, need []string
+	for _, r := range rules {
+		if o, what := ruleOwner(r); o == owner {
+			have = append(have, what)
+		}
+	}
+	for _, r := range want {
+		_, what := ruleOwner(r)
+		need = append(need, what)
+	}
+	slices.Sort(have)
+	slices.Sort(need)
+	if !slices.Equal(have, need) {
+		return fmt.Errorf("hostPort rules of %s in inet %s: have %q, want %q", owner, t.Name, have, need)
+	}
+	return nil
+}
+
+// Cleanup removes the whole table; it reports whether there was one.
+func Cleanup(name string, netnsFd int) (bool, error) {
+	t := Table{Name: name, NetNSFd: netnsFd}
+	c, err := t.conn()
+	if err != nil {
+		return false, err
+	}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("list nftables tables: %w", err)
+	}
+	if !slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == name }) {
+		return false, nil
+	}
+	c.DelTable(t.table())
+	if err := c.Flush(); err != nil {
+		return false, fmt.Errorf("delete nftables table inet %s: %w", name, err)
+	}
+	return true, nil
+}
+
+type family struct {
+	name    string
+	nfproto byte
+	saddr   uint32 // offsets in the network header
+	daddr   uint32
+	size    uint32
+	is4     bool
+}
+
+var (
+	ipv4 = family{"v4", unix.NFPROTO_IPV4, 12, 16, 4, true}
+	ipv6 = family{"v6", unix.NFPROTO_IPV6, 8, 24, 16, false}
+)
+
+func (f family) pick(ips []netip.Addr) (netip.Addr, bool) {
+	for _, ip := range ips {
+		if ip.Is4() == f.is4 {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func (f family) filter(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p.Addr().Is4() == f.is4 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// nfproto matches the family inside the inet table:
+//
+//	meta nfproto ipv4
+func (f family) nfprotoExprs() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
+	}
+}
+
+// jumpExprs sends traffic for the node's own addresses to the hostports
+// chain:
+//
+//	meta nfproto ipv4 ip daddr != 127.0.0.0/8 fib daddr type local jump hostports
+//	meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local jump hostports
+func (f family) jumpExprs() []expr.Any {
+	e := f.nfprotoExprs()
+	if f.is4 {
+		e = append(e,
+			// ip daddr != 127.0.0.0/8
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{127, 0, 0, 0}},
+		)
+	} else {
+		e = append(e,
+			// ip6 daddr != ::1
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: netip.IPv6Loopback().AsSlice()},
+		)
+	}
+	return append(e,
+		// fib daddr type local
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		// jump hostports
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chainHostPorts},
+	)
+}
+
+// protoPortExprs matches the transport protocol and destination port:
+//
+//	meta l4proto tcp th dport 8080
+func protoPortExprs(proto string, port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protocols[proto]}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+// dnatExprs is one mapping for one family:
+//
+//	meta nfproto ipv4 [ip daddr <hostIP>] meta l4proto tcp th dport 8080 dnat ip to 10.244.1.5:80
+func (f family) dnatExprs(m Mapping, pod netip.Addr) []expr.Any {
+	e := f.nfprotoExprs()
+	if m.HostIP.IsValid() {
+		// ip daddr <hostIP>
+		e = append(e,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: m.HostIP.AsSlice()},
+		)
+	}
+	e = append(e, protoPortExprs(m.Protocol, m.HostPort)...)
+	return append(e,
+		// dnat ip to <pod>:<containerPort>
+		&expr.Immediate{Register: 1, Data: pod.AsSlice()},
+		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(m.ContainerPort)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	)
+}
+
+// hairpinExprs masquerades DNATed traffic from a source that must see the
+// reply come back through the node:
+//
+//	meta nfproto ipv4 ct status dnat ip saddr 10.244.1.5/32 ip daddr 10.244.1.5
+//	  meta l4proto tcp th dport 80 masquerade
+//
+// (The original destination port cannot be matched too: google/nftables
+// cannot read back a rule holding "ct original proto-dst".)
+func (f family) hairpinExprs(m Mapping, pod netip.Addr, from netip.Prefix) []expr.Any {
+	e := f.nfprotoExprs()
+	e = append(e,
+		// ct status dnat
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		// ip saddr 10.244.1.5/32
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddr, Len: f.size},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: f.size, Mask: prefixMask(from), Xor: make([]byte, f.size)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: from.Masked().Addr().AsSlice()},
+		// ip daddr 10.244.1.5
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: pod.AsSlice()},
+	)
+	e = append(e, protoPortExprs(m.Protocol, m.ContainerPort)...)
+	// masquerade
+	return append(e, &expr.Masq{})
+}
+
+// prefixMask is the netmask of p as bytes.
+func prefixMask(p netip.Prefix) []byte {
+	b := make([]byte, p.Addr().BitLen()/8)
+	for i := range p.Bits() {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return b
+}

@@ -1,0 +1,143 @@
+package hostport
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/nftables"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
+)
+
+var (
+	podIPs = []netip.Addr{netip.MustParseAddr("10.244.1.5"), netip.MustParseAddr("fd00:10:244:1::5")}
+	web    = []Mapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 5353, Protocol: "udp", HostIP: netip.MustParseAddr("192.168.1.1")}}
+)
+
+func hairpin(ips []netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for _, ip := range ips {
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out
+}
+
+func owners(t *testing.T, tbl Table) []string {
+	t.Helper()
+	c, err := tbl.conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := tbl.listRules(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rules {
+		o, _ := ruleOwner(r)
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestConcurrentFirstAddsCreateOneSkeleton(t *testing.T) {
+	ns := netnstest.New(t)
+	tbl := Table{Name: "kindnet_hostport", NetNSFd: ns.Fd()}
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- tbl.Add(Owner("kindnet", "c"+string(rune('a'+i)), "eth0"), podIPs, hairpin(podIPs), web[:1])
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := nftables.New(nftables.WithNetNSFd(ns.Fd()))
+	tb := tbl.table()
+	for _, ch := range []string{chainPrerouting, chainOutput} {
+		rules, err := c.GetRules(tb, &nftables.Chain{Name: ch, Table: tb})
+		if err != nil || len(rules) != 2 {
+			t.Errorf("chain %s has %d rules (%v), want the 2 jump rules once", ch, len(rules), err)
+		}
+	}
+	if got := owners(t, tbl); len(got) != 10 {
+		t.Errorf("rules of %d attachments, want 10: %v", len(got), got)
+	}
+}
+
+func TestRulesOfOneFamilyMappingAndTheirText(t *testing.T) {
+	ns := netnstest.New(t)
+	tbl := Table{Name: "kindnet_hostport", NetNSFd: ns.Fd()}
+	if err := tbl.Add("kindnet/c1/eth0", podIPs, hairpin(podIPs), web); err != nil {
+		t.Fatal(err)
+	}
+	out := ns.Exec(t, "nft", "list", "table", "inet", "kindnet_hostport")
+	for _, want := range []string{
+		"ip daddr != 127.0.0.0/8 fib daddr type local jump hostports",
+		"ip6 daddr != ::1 fib daddr type local jump hostports",
+		"tcp dport 8080 dnat ip to 10.244.1.5:80",
+		"tcp dport 8080 dnat ip6 to [fd00:10:244:1::5]:80",
+		"ip daddr 192.168.1.1 udp dport 53 dnat ip to 10.244.1.5:5353",
+		"ct status dnat ip saddr 10.244.1.5 ip daddr 10.244.1.5 tcp dport 80 masquerade",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// The hostIP mapping is IPv4 only: no IPv6 rule for it.
+	if strings.Contains(out, "dnat ip6 to [fd00:10:244:1::5]:5353") {
+		t.Errorf("IPv4 hostIP mapping got an IPv6 rule:\n%s", out)
+	}
+	if err := tbl.Check("kindnet/c1/eth0", podIPs, hairpin(podIPs), web); err != nil {
+		t.Errorf("Check right after Add: %v", err)
+	}
+	if err := tbl.Check("kindnet/c1/eth0", podIPs, hairpin(podIPs), web[:1]); err == nil {
+		t.Error("Check accepted an extra mapping")
+	}
+	v6only := []Mapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp", HostIP: netip.MustParseAddr("fd00::1")}}
+	if err := tbl.Add("kindnet/c2/eth0", podIPs[:1], nil, v6only); err == nil || !strings.Contains(err.Error(), "no address of the family") {
+		t.Errorf("IPv6 hostIP for an IPv4-only pod: %v", err)
+	}
+}
+
+func TestRemoveAndGCTouchOnlyTheirOwnRules(t *testing.T) {
+	ns := netnstest.New(t)
+	tbl := Table{Name: "kindnet_hostport", NetNSFd: ns.Fd()}
+	for _, o := range []string{"a/c1/eth0", "a/c2/eth0", "a/c3/eth0", "b/c1/eth0"} {
+		if err := tbl.Add(o, podIPs, hairpin(podIPs), web); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := tbl.Remove("a/c1/eth0")
+	if err != nil || n != 6 { // per family: dnat tcp, dnat udp (v4 only), hairpin tcp, hairpin udp (v4 only)
+		t.Errorf("Remove: %d rules, %v; want 6", n, err)
+	}
+	if n, _ := tbl.Remove("a/c1/eth0"); n != 0 {
+		t.Errorf("second Remove deleted %d rules", n)
+	}
+	if _, err := tbl.GC("a", func(o string) bool { return o == "a/c3/eth0" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := owners(t, tbl); !slices.Equal(got, []string{"a/c3/eth0", "b/c1/eth0"}) {
+		t.Errorf("left %v, want a/c3 and network b's rules", got)
+	}
+	if removed, err := Cleanup("kindnet_hostport", ns.Fd()); !removed || err != nil {
+		t.Errorf("Cleanup: %v %v", removed, err)
+	}
+	if n, err := tbl.Remove("a/c3/eth0"); n != 0 || err != nil {
+		t.Errorf("Remove without a table: %d %v", n, err)
+	}
+}
