@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types/create"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/types/create"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
