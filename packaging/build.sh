@@ -56,10 +56,12 @@ pkg_version() {
 
 # changelog writes the chglog file nfpm turns into the Debian changelog or
 # the rpm %changelog: the release history in packaging/changelog.yml, plus,
-# for a version not released there, an entry for this build listing the
-# commits since the last tag. ENTRY is how this build's version is written
-# in that format's changelog, with the release (Debian: the package
-# version; rpm: semver, which nfpm's rpm template parses and prints).
+# for a version not released there, one entry naming this build's commit
+# (commit subjects are not copied in: they are not written for operators,
+# and lintian would hold their wording against the package). ENTRY is how
+# this build's version is written in that format's changelog, with the
+# release (Debian: the package version; rpm: semver, which nfpm's rpm
+# template parses and prints).
 changelog() {
 	local out=$1 entry=$2 date
 	date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
@@ -71,19 +73,6 @@ changelog() {
 			echo "  deb: {urgency: low, distributions: [UNRELEASED]}"
 			echo "  changes:"
 			echo "    - note: 'Development build of commit $COMMIT, not a release.'"
-			local since=() subject
-			if tag=$(git -C "$repo" describe --tags --abbrev=0 --match 'v*' 2>/dev/null); then
-				since=("$tag..HEAD")
-			fi
-			git -C "$repo" log --no-merges --format=%s -n 50 "${since[@]}" 2>/dev/null |
-				while IFS= read -r subject; do
-					# Changelog lines stay within 80 columns.
-					if [ "${#subject}" -gt 72 ]; then
-						subject="${subject:0:69}..."
-					fi
-					# YAML single quotes: the only escape is '' for '.
-					echo "    - note: '${subject//\'/\'\'}'"
-				done
 		fi
 		grep -v '^#' "$repo/packaging/changelog.yml" | grep -v '^\[\]$' || true
 	} >"$out"
