@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -214,9 +215,23 @@ func Fetch(ctx context.Context, path string, since uint64, wait time.Duration) (
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("agent on %s answered %s", path, resp.Status)
 	}
-	var rec Record
-	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil {
+	rec, err := DecodeRecord(resp.Body)
+	if err != nil {
 		return nil, fmt.Errorf("read the agent's record from %s: %w", path, err)
+	}
+	return rec, nil
+}
+
+// maxRecordSize bounds what a client reads from the socket: a record of
+// 10,000 peers is a few MiB; anything far larger is not a record.
+const maxRecordSize = 64 << 20
+
+// DecodeRecord reads one record as the agent serves it.
+func DecodeRecord(r io.Reader) (*Record, error) {
+	var rec Record
+	dec := json.NewDecoder(io.LimitReader(r, maxRecordSize))
+	if err := dec.Decode(&rec); err != nil {
+		return nil, err
 	}
 	return &rec, nil
 }
