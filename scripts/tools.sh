@@ -74,6 +74,48 @@ ensure_nfpm() {
 	mv "$tmp" "$dir"
 }
 
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+# The real control plane the Kubernetes-source tests run against, built from
+# the wrapper module test/kube (its go.mod pins both versions; keep these in
+# step with it). Built with `nice`: the kube-apiserver link alone needs ~2.8 GB
+# and ~5 minutes on 2 cores when cold.
+KUBE_VERSION=v1.37.2
+ETCD_VERSION=v3.7.0
+
+# build_in_wrapper OUT PKG [LDFLAGS]: go build PKG from test/kube into OUT,
+# through a temporary name so an interrupted build never looks cached.
+build_in_wrapper() {
+	local out="$1" pkg="$2" ldflags="${3:-}"
+	mkdir -p "$(dirname "$out")"
+	echo "building $pkg -> $out" >&2
+	(cd "$ROOT/test/kube" && CGO_ENABLED=0 nice go build -trimpath \
+		-ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
+	mv -f "$out.tmp" "$out"
+}
+
+path_kube_apiserver() { echo "$CACHE/kube-apiserver-$KUBE_VERSION/kube-apiserver"; }
+ensure_kube_apiserver() {
+	local out minor
+	out="$(path_kube_apiserver)"
+	[ -x "$out" ] && return 0
+	minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+	local v="k8s.io/component-base/version"
+	build_in_wrapper "$out" k8s.io/kubernetes/cmd/kube-apiserver \
+		"-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+}
+TOOLS+=(kube_apiserver)
+
+path_etcd() { echo "$CACHE/etcd-$ETCD_VERSION/etcd"; }
+ensure_etcd() {
+	local out
+	out="$(path_etcd)"
+	[ -x "$out" ] && return 0
+	build_in_wrapper "$out" go.etcd.io/etcd/server/v3
+}
+TOOLS+=(etcd)
+
+
 case "${1:-}" in
 all)
 	for t in "${TOOLS[@]}"; do "ensure_$t"; done
