@@ -46,6 +46,9 @@ type Config struct {
 	NodeName string `json:"nodeName,omitempty"`
 	// Kubeconfig is the kubeconfig used to follow the Kubernetes API.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// AllowExternalIP lets kindnet route to a node via its ExternalIP when
+	// the node has no InternalIP of that family.
+	AllowExternalIP bool `json:"allowExternalIP,omitempty"`
 	// NodesFile, when set, makes the agent follow a static file of Node
 	// objects instead of the Kubernetes API.
 	NodesFile string `json:"nodesFile,omitempty"`

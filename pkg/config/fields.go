@@ -21,6 +21,7 @@ type field struct {
 var fields = []field{
 	{"nodeName", "this node's name in Kubernetes (default: the hostname, lowercased)", func(c *Config) any { return &c.NodeName }},
 	{"kubeconfig", "kubeconfig used to follow the Kubernetes API", func(c *Config) any { return &c.Kubeconfig }},
+	{"allowExternalIP", "route to a node via its ExternalIP when it has no InternalIP of that family", func(c *Config) any { return &c.AllowExternalIP }},
 	{"nodesFile", "static file of Node objects (kubectl get nodes -o yaml) to follow instead of the API", func(c *Config) any { return &c.NodesFile }},
 	{"clusterCIDRs", "cluster-wide pod ranges, comma-separated (every podCIDR must lie inside)", func(c *Config) any { return &c.ClusterCIDRs }},
 	{"podCIDRs", "this node's pod ranges, comma-separated, at most one per family (default: from its Node object)", func(c *Config) any { return &c.PodCIDRs }},
