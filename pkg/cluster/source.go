@@ -8,6 +8,11 @@ import "context"
 type Update struct {
 	View *View
 	Err  error
+	// PeersUnknown marks a View whose Self is current but whose Peers the
+	// source cannot see yet (for example, it may read this node's Node
+	// object but not list the others). The receiver takes Self from it and
+	// keeps the peers it already has: an incomplete list never removes one.
+	PeersUnknown bool
 }
 
 // Source produces views of the cluster. It never touches the kernel.

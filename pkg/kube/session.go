@@ -1,0 +1,254 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kindnet-dev/kindnet/pkg/cluster"
+)
+
+// session follows the API with one client (one set of credentials). It
+// runs two informers side by side:
+//
+//   - all: every Node, the source of the peers. Listing all Nodes needs
+//     kindnet's ClusterRole; without it this informer only reports 403.
+//   - own: this node alone (field selector metadata.name), which kubelet's
+//     identity may always read. It runs until the node has its podCIDRs and
+//     "all" is healthy, so the CNI config never waits for the peer list (nor
+//     for the ClusterRole), and the peers' routes never wait for the own
+//     podCIDR.
+//
+// One goroutine (run) owns the state; informer callbacks only kick it.
+type session struct {
+	src    *Source
+	client kubernetes.Interface
+	rep    *reporter
+	kick   chan struct{}
+
+	all, own *watched
+	ownStop  context.CancelFunc // stops own; nil once stopped
+
+	// networkUnavailable handling: when the last patch failed, retry at.
+	patchRetry *time.Timer
+	patchDelay time.Duration
+	nextPatch  time.Time
+}
+
+// watched is one informer plus the outcome of its latest list or watch call.
+type watched struct {
+	name     string // "all Nodes" or "own Node"
+	informer cache.SharedIndexInformer
+	synced   func() bool // the handler has seen the initial list
+
+	mu      sync.Mutex
+	lastErr *callError // nil when the latest list/watch call succeeded
+}
+
+// callError is a failed list or watch call.
+type callError struct {
+	verb string // "list" or "watch"
+	err  error
+}
+
+func newSession(src *Source, client kubernetes.Interface, rep *reporter) *session {
+	s := &session{src: src, client: client, rep: rep, kick: make(chan struct{}, 1)}
+	s.all = s.newWatched("all Nodes", nil)
+	s.own = s.newWatched("own Node", fields.OneTermEqualSelector("metadata.name", src.opts.NodeName))
+	return s
+}
+
+// newWatched builds an informer over Nodes (those matching sel, or all).
+// No periodic resync: the agent has its own resync against the kernel, and
+// re-delivering every Node would only burn CPU.
+func (s *session) newWatched(name string, sel fields.Selector) *watched {
+	w := &watched{name: name}
+	nodes := s.client.CoreV1().Nodes()
+	filter := func(o *metav1.ListOptions) {
+		if sel != nil {
+			o.FieldSelector = sel.String()
+		}
+	}
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			filter(&o)
+			l, err := nodes.List(ctx, o)
+			s.recordCall(w, "list", err)
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			filter(&o)
+			wi, err := nodes.Watch(ctx, o)
+			s.recordCall(w, "watch", err)
+			return wi, err
+		},
+	}
+	w.informer = cache.NewSharedIndexInformerWithOptions(
+		cache.ToListWatcherWithWatchListSemantics(lw, s.client), &corev1.Node{},
+		cache.SharedIndexInformerOptions{ObjectDescription: "Nodes (" + name + ")"})
+	_ = w.informer.SetTransform(slimNode)
+	// Failures are recorded by the list/watch wrappers above and reported
+	// once by the session; the default handler would log every retry.
+	_ = w.informer.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
+	reg, _ := w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { s.poke() },
+		UpdateFunc: func(oldObj, newObj any) {
+			if relevantChange(oldObj, newObj, s.src.opts.NodeName) {
+				s.poke()
+			}
+		},
+		DeleteFunc: func(any) { s.poke() },
+	})
+	w.synced = reg.HasSynced
+	return w
+}
+
+// recordCall remembers the outcome of a list or watch call and kicks the
+// session when health changed. A cancelled call (session ending) is no news.
+func (s *session) recordCall(w *watched, verb string, err error) {
+	if err != nil && (errors.Is(err, context.Canceled) || apierrors.IsResourceExpired(err) || apierrors.IsGone(err)) {
+		return // the session is ending, or the reflector just relists: no news
+	}
+	w.mu.Lock()
+	was := w.lastErr
+	if err == nil {
+		w.lastErr = nil
+	} else {
+		w.lastErr = &callError{verb: verb, err: err}
+	}
+	changed := (was == nil) != (w.lastErr == nil) || (was != nil && w.lastErr != nil && was.err.Error() != err.Error())
+	w.mu.Unlock()
+	if changed {
+		s.poke()
+	}
+}
+
+func (w *watched) failure() *callError {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastErr
+}
+
+// healthy: the informer holds a complete, current list.
+func (w *watched) healthy() bool { return w.synced() && w.failure() == nil }
+
+func (s *session) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run starts both informers and publishes on every kick until ctx ends.
+func (s *session) run(ctx context.Context) {
+	go s.all.informer.RunWithContext(ctx)
+	ownCtx, stopOwn := context.WithCancel(ctx)
+	s.ownStop = stopOwn
+	defer stopOwn()
+	go s.own.informer.RunWithContext(ownCtx)
+	// A kick when each initial list has been delivered: events may all
+	// have arrived before the informer counted itself synced.
+	for _, w := range []*watched{s.all, s.own} {
+		go func() {
+			if cache.WaitForCacheSync(ownOr(ctx, ownCtx, w == s.own).Done(), w.synced) {
+				s.poke()
+			}
+		}()
+	}
+	s.patchRetry = time.NewTimer(time.Hour)
+	s.patchRetry.Stop()
+	defer s.patchRetry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+			s.publish(ctx)
+		case <-s.src.readyKick:
+			s.markNetworkReady(ctx)
+		case <-s.patchRetry.C:
+			s.markNetworkReady(ctx)
+		}
+	}
+}
+
+func ownOr(all, own context.Context, isOwn bool) context.Context {
+	if isOwn {
+		return own
+	}
+	return all
+}
+
+// publish sends what the informers know now: a problem when listing all
+// Nodes fails, the complete view when that list is current, and this node
+// alone (PeersUnknown) while it is not.
+func (s *session) publish(ctx context.Context) {
+	self, haveSelf := s.self()
+	if f := s.all.failure(); f != nil {
+		s.rep.fail(ctx, explain(f, s.src.opts.NodeName, "all"))
+	} else if f := s.own.failure(); f != nil && s.ownStop != nil && !s.all.healthy() {
+		s.rep.fail(ctx, explain(f, s.src.opts.NodeName, "own"))
+	}
+	switch {
+	case s.all.healthy():
+		s.rep.view(ctx, s.view(self))
+	case haveSelf:
+		s.rep.partial(ctx, self)
+	}
+	if s.ownStop != nil && s.all.healthy() && len(self.PodCIDRs) > 0 {
+		// podCIDRs never change once set: the full informer covers the rest.
+		s.ownStop()
+		s.ownStop = nil
+	}
+	if s.src.readyWanted.Load() {
+		s.markNetworkReady(ctx)
+	}
+}
+
+// self is this node as the most specific informer sees it.
+func (s *session) self() (cluster.Node, bool) {
+	if n := s.ownNode(); n != nil {
+		return cluster.FromKubeNode(n, s.src.opts.Policy), true
+	}
+	return cluster.Node{Name: s.src.opts.NodeName}, false
+}
+
+// ownNode returns this node's (slimmed) Node object, or nil.
+func (s *session) ownNode() *corev1.Node {
+	for _, w := range []*watched{s.own, s.all} {
+		if w == s.own && s.ownStop == nil {
+			continue
+		}
+		if o, ok, _ := w.informer.GetStore().GetByKey(s.src.opts.NodeName); ok {
+			if n, ok := o.(*corev1.Node); ok {
+				return n
+			}
+		}
+	}
+	return nil
+}
+
+// view builds the complete view from the full informer's store.
+func (s *session) view(self cluster.Node) cluster.View {
+	items := s.all.informer.GetStore().List()
+	v := cluster.View{Self: self, Peers: make([]cluster.Node, 0, len(items))}
+	for _, o := range items {
+		n, ok := o.(*corev1.Node)
+		if !ok || n.Name == s.src.opts.NodeName {
+			continue
+		}
+		v.Peers = append(v.Peers, cluster.FromKubeNode(n, s.src.opts.Policy))
+	}
+	v.Normalize()
+	return v
+}
