@@ -11,7 +11,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/kube"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/metrics"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
@@ -110,11 +110,13 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		metrics:  metrics.New(opts.Status, metrics.Build{Version: opts.Version, Commit: buildinfo.Commit}),
 	}
 	if a.source == nil {
-		if cfg.NodesFile == "" {
-			nl.Close()
-			return nil, errors.New("no nodesFile is set and the Kubernetes API source is not available in this build: set nodesFile")
+		policy := cluster.AddressPolicy{AllowExternalIP: cfg.AllowExternalIP}
+		if cfg.NodesFile != "" {
+			a.source = &cluster.NodesFile{Path: cfg.NodesFile, Self: cfg.NodeName, Policy: policy}
+		} else {
+			a.source = kube.New(kube.Options{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName, Policy: policy,
+				UserAgent: "kindnet/" + opts.Version, Log: opts.Log})
 		}
-		a.source = &cluster.NodesFile{Path: cfg.NodesFile, Self: cfg.NodeName}
 	}
 	a.store.Update(func(r *status.Record) {
 		r.Node.Name = cfg.NodeName
@@ -249,6 +251,9 @@ func (a *Agent) apply(u cluster.Update) bool {
 		a.publishStatus()
 		return false
 	}
+	if u.PeersUnknown {
+		return a.applySelf(u.View.Self, now)
+	}
 	a.store.Update(func(r *status.Record) {
 		sourceSynced(&r.Source, a.source.Name(), now)
 		r.Ready = r.Bootstrapped
@@ -259,6 +264,23 @@ func (a *Agent) apply(u cluster.Update) bool {
 	}
 	a.setView(*u.View, a.source.Name())
 	return true
+}
+
+// applySelf takes this node from a source that cannot list the other nodes
+// yet: the peers (from the cache or the last good view) stay as they are, and
+// with no view at all none is invented, so no route is removed for lack of a
+// list. It reports whether this node changed.
+func (a *Agent) applySelf(self cluster.Node, now time.Time) bool {
+	a.store.Update(func(r *status.Record) { r.Source.LastEvent = now })
+	if nodeEqual(a.view.Self, self) {
+		return false
+	}
+	a.view.Self = self
+	return true
+}
+
+func nodeEqual(a, b cluster.Node) bool {
+	return (cluster.View{Self: a}).Equal(cluster.View{Self: b})
 }
 
 func normalized(v cluster.View) cluster.View { v.Normalize(); return v }

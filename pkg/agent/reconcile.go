@@ -63,6 +63,7 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	if a.haveView {
 		a.logPeerStates(snap, routeRes)
 	}
+	a.reportNetworkReady(failed)
 	if !failed && a.haveView && a.viewOrigin != "cache" {
 		if changed, err := a.cache.Save(a.view); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
@@ -86,6 +87,19 @@ func (a *Agent) publishStatus() {
 	}
 	a.lastStatus = line
 	a.notify().Status(line)
+}
+
+// networkReadyReporter is a source that can tell the cluster this node's
+// routes are in place (the Kubernetes source sets NetworkUnavailable=False).
+type networkReadyReporter interface{ NetworkReady() }
+
+// reportNetworkReady tells such a source once a reconcile of a view from the
+// source itself (not the cache) installed everything without an error.
+func (a *Agent) reportNetworkReady(failed bool) {
+	r, ok := a.source.(networkReadyReporter)
+	if ok && !failed && a.haveView && a.viewOrigin == a.source.Name() {
+		r.NetworkReady()
+	}
 }
 
 // snapshot validates the view against what the host looks like now.

@@ -76,6 +76,7 @@ runs the same binary as its CNI plugin.`,
 	})
 	root.AddCommand(newAgentCmd(e), newCleanupCmd(e), newConfigCmd(e), newVersionCmd(e), newCompletionCmd(e))
 	root.AddCommand(newStatusCmd(e))
+	root.AddCommand(newRBACCmd(e))
 	markArgErrorsAsUsage(root)
 	return root
 }
