@@ -271,7 +271,7 @@ func (a *Agent) apply(u cluster.Update) bool {
 // with no view at all none is invented, so no route is removed for lack of a
 // list. It reports whether this node changed.
 func (a *Agent) applySelf(self cluster.Node, now time.Time) bool {
-	a.store.Update(func(r *status.Record) { r.Source.LastEvent = now })
+	a.store.Update(func(r *status.Record) { r.Source.LastEvent = now; r.Source.Events++ })
 	if nodeEqual(a.view.Self, self) {
 		return false
 	}

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,6 +104,15 @@ func (a *Agent) reportNetworkReady(failed bool) {
 	}
 }
 
+// sourceProtected returns addresses the source depends on (the Kubernetes
+// source: the API server), which no podCIDR may cover.
+func (a *Agent) sourceProtected() []netip.Addr {
+	if p, ok := a.source.(interface{ ProtectedAddrs() []netip.Addr }); ok {
+		return p.ProtectedAddrs()
+	}
+	return nil
+}
+
 // snapshot validates the view against what the host looks like now.
 func (a *Agent) snapshot() (cluster.Snapshot, error) {
 	facts, err := hostnet.Read(a.nl)
@@ -115,7 +126,7 @@ func (a *Agent) snapshot() (cluster.Snapshot, error) {
 		SelfPodCIDRs: a.cfg.PodPrefixes(),
 		HostAddrs:    facts.Addrs,
 		HostSubnets:  facts.Subnets,
-		Protected:    facts.Gateways,
+		Protected:    slices.Concat(facts.Gateways, a.sourceProtected()),
 		Previous:     a.prev,
 	}), nil
 }

@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/connrotation"
+
+	"github.com/kindnet-dev/kindnet/pkg/cluster"
 )
 
 // Protobuf is cheaper than JSON to decode and keeps the informer's memory
@@ -46,25 +48,33 @@ var ErrNoKubeconfig = errors.New("kubeconfig does not exist yet")
 // file contents (see changed) and picked up by reconnecting at once.
 func loadCredentials(path, userAgent string) (*credentials, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("waiting for the kubeconfig %s (%w: it appears when the node joins the cluster); keeping the bootstrap state", path, ErrNoKubeconfig)
+		return nil, &cluster.SourceError{Reason: cluster.SourceWaiting, Hint: "join the node to the cluster (e.g. kubeadm join), or set kubeconfig",
+			Err: fmt.Errorf("waiting for the kubeconfig %s (%w: it appears when the node joins the cluster); keeping the bootstrap state", path, ErrNoKubeconfig)}
 	}
-	raw, err := clientcmd.LoadFromFile(path) // resolves relative paths against the file's directory
+	raw, err := clientcmd.LoadFromFile(path)
+	if err == nil {
+		err = clientcmd.ResolveLocalPaths(raw) // relative to the kubeconfig's directory, as kubectl does
+	}
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		return nil, invalid(path, err)
 	}
 	files := append([]string{path}, namedFiles(raw)...)
 	sum := fingerprint(files)
 	cfg, err := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{}).ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		return nil, invalid(path, err)
 	}
 	if err := inlineTLSFiles(cfg); err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+		return nil, invalid(path, err)
 	}
 	cfg.ContentType, cfg.AcceptContentTypes, cfg.UserAgent = contentType, accept, userAgent
 	d := connrotation.NewDialer((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext)
 	cfg.Dial = d.DialContext
 	return &credentials{rest: cfg, dialer: d, files: files, sum: sum, identity: identity(cfg.CertData)}, nil
+}
+
+func invalid(path string, err error) error {
+	return &cluster.SourceError{Reason: cluster.SourceInvalid, Err: fmt.Errorf("kubeconfig %s: %w", path, err)}
 }
 
 // namedFiles lists the files the current context of the kubeconfig reads.

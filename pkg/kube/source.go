@@ -13,6 +13,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +58,8 @@ type Source struct {
 	// the session then marks the Node NetworkUnavailable=False.
 	readyWanted atomic.Bool
 	readyKick   chan struct{}
+	// apiAddrs are the API server's addresses from the kubeconfig in use.
+	apiAddrs atomic.Pointer[[]netip.Addr]
 }
 
 // New returns a source for the options. It does not connect yet.
@@ -83,6 +88,16 @@ func (s *Source) NetworkReady() {
 	case s.readyKick <- struct{}{}:
 	default:
 	}
+}
+
+// ProtectedAddrs returns the API server's addresses (from the kubeconfig in
+// use): validation rejects any podCIDR covering one, so a hostile Node can
+// never route the agent's own connection to the API server away.
+func (s *Source) ProtectedAddrs() []netip.Addr {
+	if p := s.apiAddrs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Run implements cluster.Source: it connects with the current credentials,
@@ -120,6 +135,8 @@ func (s *Source) follow(ctx context.Context, creds *credentials, rep *reporter, 
 		sleep(ctx, tick)
 		return
 	}
+	addrs := serverAddrs(ctx, creds.rest.Host)
+	s.apiAddrs.Store(&addrs)
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); newSession(s, client, rep).run(sctx) }()
@@ -146,6 +163,28 @@ func (s *Source) follow(ctx context.Context, creds *credentials, rep *reporter, 
 		s.log.Info("credentials changed on disk; reconnecting with them", "kubeconfig", s.opts.Kubeconfig, "identity", next.identity)
 		return
 	}
+}
+
+// serverAddrs resolves the API server's host: an address as is, a name
+// through the resolver (briefly; a failure only means nothing to protect).
+func serverAddrs(ctx context.Context, server string) []netip.Addr {
+	u, err := url.Parse(server)
+	if err != nil || u.Hostname() == "" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
+		return []netip.Addr{a.Unmap()}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", u.Hostname())
+	if err != nil {
+		return nil
+	}
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs
 }
 
 // sleep waits for one tick; it reports false when ctx ended.
