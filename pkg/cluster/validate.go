@@ -95,18 +95,44 @@ type Policy struct {
 func Validate(v View, pol Policy) Snapshot {
 	s := Snapshot{ClusterCIDRs: slices.Clone(pol.ClusterCIDRs)}
 	s.Self, s.SelfProblem = validateSelf(v.Self, pol)
-	ck := checker{pol: pol, snap: &s, seenNames: map[string]bool{v.Self.Name: true}}
-	for _, n := range orderPeers(v.Peers, pol.Previous) {
-		peer, reason := ck.peer(n)
+	ordered := orderPeers(v.Peers, pol.Previous)
+	parsed := make([]parsedNode, len(ordered))
+	for i, n := range ordered {
+		parsed[i] = parseNode(n, pol.ClusterCIDRs)
+	}
+	ck := checker{pol: pol, snap: &s, seenNames: map[string]bool{v.Self.Name: true}, claims: newClaims(parsed)}
+	for i, n := range ordered {
+		peer, reason := ck.peer(i, n, parsed[i])
 		if reason != "" {
 			s.Rejected = append(s.Rejected, Rejection{Node: n, Reason: reason})
 			continue
 		}
+		ck.claims.accept(i, len(s.Peers), peer)
 		s.Peers = append(s.Peers, peer)
 	}
 	slices.SortFunc(s.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(s.Rejected, func(a, b Rejection) int { return strings.Compare(a.Node.Name, b.Node.Name) })
 	return s
+}
+
+// parsedNode is a candidate peer's addresses and podCIDRs, parsed once, or
+// why they do not parse.
+type parsedNode struct {
+	addrs  []netip.Addr
+	cidrs  []netip.Prefix
+	reason string
+}
+
+func parseNode(n Node, cluster []netip.Prefix) parsedNode {
+	addrs, reason := parseAddrs(n.Addresses)
+	if reason != "" {
+		return parsedNode{reason: reason}
+	}
+	cidrs, reason := parsePodCIDRs(n.PodCIDRs, cluster)
+	if reason != "" {
+		return parsedNode{reason: reason}
+	}
+	return parsedNode{addrs: addrs, cidrs: cidrs}
 }
 
 // orderPeers puts peers accepted in the previous snapshot first, then the
@@ -154,23 +180,19 @@ type checker struct {
 	pol       Policy
 	snap      *Snapshot
 	seenNames map[string]bool
+	claims    *claims
 }
 
-// peer validates one node against the policy and against the peers accepted
-// so far. It returns the reason for rejecting it, or "".
-func (c *checker) peer(n Node) (Peer, string) {
+// peer validates candidate i against the policy and against the peers
+// accepted so far. It returns the reason for rejecting it, or "".
+func (c *checker) peer(i int, n Node, pn parsedNode) (Peer, string) {
 	if reason := c.name(n.Name); reason != "" {
 		return Peer{}, reason
 	}
-	addrs, reason := parseAddrs(n.Addresses)
-	if reason != "" {
-		return Peer{}, reason
+	if pn.reason != "" {
+		return Peer{}, pn.reason
 	}
-	cidrs, reason := parsePodCIDRs(n.PodCIDRs, c.pol.ClusterCIDRs)
-	if reason != "" {
-		return Peer{}, reason
-	}
-	p := Peer{Name: n.Name, Addrs: addrs, PodCIDRs: cidrs}
+	p := Peer{Name: n.Name, Addrs: pn.addrs, PodCIDRs: pn.cidrs}
 	for _, check := range []func(Peer) string{c.addrConflicts, c.cidrConflicts, needsAddrPerFamily} {
 		if reason := check(p); reason != "" {
 			return Peer{}, reason
@@ -308,21 +330,29 @@ func badPodCIDR(p netip.Prefix, cluster []netip.Prefix) string {
 }
 
 // addrConflicts rejects a peer whose address belongs to this host or to an
-// accepted peer, or lies inside a pod range.
+// accepted peer, or lies inside a pod range: clusterCIDRs, this node's
+// podCIDRs, an accepted peer's podCIDRs, its own podCIDRs (checked in that
+// order, so the reason names the widest range first).
 func (c *checker) addrConflicts(p Peer) string {
 	for _, a := range p.Addrs {
 		if slices.Contains(c.pol.HostAddrs, a) || slices.Contains(c.snap.Self.Addrs, a) {
 			return fmt.Sprintf("address %s is this node's own address", a)
 		}
-		for _, q := range c.snap.Peers {
-			if slices.Contains(q.Addrs, a) {
-				return fmt.Sprintf("address %s is already used by node %s", a, q.Name)
+		if q, ok := c.claims.addrOwner[a]; ok {
+			return fmt.Sprintf("address %s is already used by node %s", a, c.snap.Peers[q].Name)
+		}
+		for _, r := range c.pol.ClusterCIDRs {
+			if r.Contains(a) {
+				return fmt.Sprintf("address %s is inside clusterCIDR %s", a, r)
 			}
 		}
-		for _, r := range c.podRanges() {
-			if r.prefix.Contains(a) {
-				return fmt.Sprintf("address %s is inside %s", a, r.what)
+		for _, r := range c.snap.Self.PodCIDRs {
+			if r.Contains(a) {
+				return fmt.Sprintf("address %s is inside this node's podCIDR %s", a, r)
 			}
+		}
+		if r, q, ok := c.claims.cidrContaining(a); ok {
+			return fmt.Sprintf("address %s is inside podCIDR %s of node %s", a, r, c.snap.Peers[q].Name)
 		}
 		for _, own := range p.PodCIDRs {
 			if own.Contains(a) {
@@ -333,31 +363,10 @@ func (c *checker) addrConflicts(p Peer) string {
 	return ""
 }
 
-type podRange struct {
-	prefix netip.Prefix
-	what   string
-}
-
-// podRanges lists every range that holds pods: clusterCIDRs, this node's
-// podCIDRs and the podCIDRs of the peers accepted so far.
-func (c *checker) podRanges() []podRange {
-	var out []podRange
-	for _, p := range c.pol.ClusterCIDRs {
-		out = append(out, podRange{p, "clusterCIDR " + p.String()})
-	}
-	for _, p := range c.snap.Self.PodCIDRs {
-		out = append(out, podRange{p, "this node's podCIDR " + p.String()})
-	}
-	for _, q := range c.snap.Peers {
-		for _, p := range q.PodCIDRs {
-			out = append(out, podRange{p, fmt.Sprintf("podCIDR %s of node %s", p, q.Name)})
-		}
-	}
-	return out
-}
-
 // cidrConflicts rejects a peer whose podCIDRs overlap another node's, the
-// host's own subnets, or cover an address that must stay reachable.
+// host's own subnets, or cover an address that must stay reachable. Among
+// accepted peers, the one accepted first is named, its podCIDR before its
+// address.
 func (c *checker) cidrConflicts(p Peer) string {
 	for _, cidr := range p.PodCIDRs {
 		for _, own := range c.snap.Self.PodCIDRs {
@@ -365,26 +374,24 @@ func (c *checker) cidrConflicts(p Peer) string {
 				return fmt.Sprintf("podCIDR %s overlaps this node's podCIDR %s", cidr, own)
 			}
 		}
-		for _, q := range c.snap.Peers {
-			for _, qc := range q.PodCIDRs {
-				if qc.Overlaps(cidr) {
-					return fmt.Sprintf("podCIDR %s overlaps podCIDR %s of node %s", cidr, qc, q.Name)
-				}
-			}
-			for _, a := range q.Addrs {
-				if cidr.Contains(a) {
-					return fmt.Sprintf("podCIDR %s covers the address %s of node %s", cidr, a, q.Name)
-				}
-			}
+		oq, qc, overlaps := c.claims.firstOverlap(cidr)
+		aq, qa, covers := c.claims.firstAddrIn(cidr)
+		switch {
+		case overlaps && (!covers || oq <= aq):
+			return fmt.Sprintf("podCIDR %s overlaps podCIDR %s of node %s", cidr, qc, c.snap.Peers[oq].Name)
+		case covers:
+			return fmt.Sprintf("podCIDR %s covers the address %s of node %s", cidr, qa, c.snap.Peers[aq].Name)
 		}
 		for _, sub := range c.pol.HostSubnets {
 			if sub.Overlaps(cidr) && !c.insideSelf(sub) {
 				return fmt.Sprintf("podCIDR %s overlaps this host's connected subnet %s", cidr, sub)
 			}
 		}
-		for _, a := range append(slices.Clone(c.pol.HostAddrs), c.pol.Protected...) {
-			if cidr.Contains(a) {
-				return fmt.Sprintf("podCIDR %s covers %s, an address of this host or one it depends on", cidr, a)
+		for _, list := range [][]netip.Addr{c.pol.HostAddrs, c.pol.Protected} {
+			for _, a := range list {
+				if cidr.Contains(a) {
+					return fmt.Sprintf("podCIDR %s covers %s, an address of this host or one it depends on", cidr, a)
+				}
 			}
 		}
 	}
