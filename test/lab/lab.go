@@ -45,6 +45,14 @@ type Options struct {
 	CNIBinDir string
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
+	// API adds the "api" host on the lab switch (APIIPv4, APIIPv6) for a
+	// Kubernetes API server, and makes every agent follow the API with the
+	// kubeconfig at Node.KubeconfigPath() instead of the shared nodes file.
+	API bool
+	// BeforeAgents runs once the namespaces exist and before any agent
+	// starts: e.g. to start an API server on the api host and create the
+	// Nodes the agents follow.
+	BeforeAgents func(*Lab) error `json:"-"`
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any) `json:"-"`
 }
@@ -60,6 +68,8 @@ type Lab struct {
 	Opts   Options `json:"options"`
 	// NodesFile is the shared static nodes file all agents follow.
 	NodesFile string `json:"nodesFile"`
+	// API is the host for a Kubernetes API server (Options.API), else empty.
+	API Host `json:"api,omitzero"`
 }
 
 // Host is a namespace with addresses (the external host).
@@ -105,6 +115,9 @@ var (
 	ClusterCIDR6 = netip.MustParsePrefix("fd00:10:244::/56")
 	extIPv4      = netip.MustParseAddr("192.168.100.1")
 	extIPv6      = netip.MustParseAddr("fd00:100::1")
+	// APIIPv4 and APIIPv6 are the api host's addresses (Options.API).
+	APIIPv4 = netip.MustParseAddr("192.168.100.2")
+	APIIPv6 = netip.MustParseAddr("fd00:100::2")
 	// WorldIPv4 and WorldIPv6 stand for a host on the internet.
 	WorldIPv4 = netip.MustParseAddr("198.51.100.1")
 	WorldIPv6 = netip.MustParseAddr("2001:db8:ffff::1")
@@ -174,6 +187,11 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	if err := l.WriteNodesFile(nil); err != nil {
 		return l, err
+	}
+	if o.BeforeAgents != nil {
+		if err := o.BeforeAgents(l); err != nil {
+			return l, err
+		}
 	}
 	for _, n := range l.Nodes {
 		if err := l.StartAgent(n); err != nil {

@@ -59,6 +59,11 @@ func (l *Lab) buildTopology() error {
 	if err := l.buildExt(); err != nil {
 		return err
 	}
+	if l.Opts.API {
+		if err := l.buildAPI(); err != nil {
+			return err
+		}
+	}
 	for i := 1; i <= l.Opts.Nodes; i++ {
 		if err := l.buildNode(i); err != nil {
 			return err
@@ -84,6 +89,23 @@ func (l *Lab) buildExt() error {
 		[]string{"-n", ns, "addr", "add", extIPv6.String() + "/64", "dev", "eth0", "nodad"},
 		[]string{"-n", ns, "addr", "add", WorldIPv4.String() + "/32", "dev", "lo"},
 		[]string{"-n", ns, "addr", "add", WorldIPv6.String() + "/128", "dev", "lo"},
+	)
+}
+
+// buildAPI makes the host a test API server runs on: plugged into the
+// switch like a node, so agents reach it over the lab network only.
+func (l *Lab) buildAPI() error {
+	l.API = Host{NS: l.ID + "-api", IPv4: APIIPv4, IPv6: APIIPv6}
+	ns := l.API.NS
+	if err := addNS(ns); err != nil {
+		return err
+	}
+	if err := l.plug(ns, "api"); err != nil {
+		return err
+	}
+	return script(
+		[]string{"-n", ns, "addr", "add", APIIPv4.String() + "/24", "dev", "eth0"},
+		[]string{"-n", ns, "addr", "add", APIIPv6.String() + "/64", "dev", "eth0", "nodad"},
 	)
 }
 
@@ -121,12 +143,20 @@ func (n *Node) ConfigPath() string { return filepath.Join(n.Dir, "config.yaml") 
 // CNIConfPath is where the node's agent writes the conflist.
 func (n *Node) CNIConfPath() string { return filepath.Join(n.Dir, "cni", "10-kindnet.conflist") }
 
+// KubeconfigPath is the kubeconfig the node's agent follows the API with
+// (Options.API); the test writes it, like kubeadm join would.
+func (n *Node) KubeconfigPath() string { return filepath.Join(n.Dir, "kubelet.conf") }
+
 // agentConfig is the node's /etc/kindnet/config.yaml, with every path
 // inside the node's lab directory.
 func (l *Lab) agentConfig(n *Node) string {
+	source := "nodesFile: " + l.NodesFile
+	if l.Opts.API {
+		source = "kubeconfig: " + n.KubeconfigPath()
+	}
 	return fmt.Sprintf(`# kindnet agent config of lab %s, node %s
 nodeName: %s
-nodesFile: %s
+%s
 clusterCIDRs: [%s, %s]
 cni:
   plugin: %s
@@ -136,6 +166,6 @@ stateDir: %s
 runDir: %s
 resyncInterval: 30s
 logLevel: debug
-`, l.ID, n.Name, n.Name, l.NodesFile, ClusterCIDR4, ClusterCIDR6, l.Opts.CNIPlugin,
+`, l.ID, n.Name, n.Name, source, ClusterCIDR4, ClusterCIDR6, l.Opts.CNIPlugin,
 		filepath.Join(n.Dir, "cni"), l.Opts.CNIBinDir, filepath.Join(n.Dir, "state"), filepath.Join(n.Dir, "run"))
 }

@@ -1,0 +1,386 @@
+// Package kubetest runs a real etcd and kube-apiserver for tests, from the
+// binaries `make tools` builds and caches (scripts/tools.sh, wrapper module
+// test/kube). It makes a throwaway PKI (a CA, the serving certificate, an
+// admin in system:masters, and system:node:<name> identities on request),
+// writes kubeconfigs, and can stop and restart the API server to simulate an
+// outage.
+//
+// It only ever serves on loopback, or inside a network namespace the caller
+// names (the lab's "api" host): never on the machine's own interfaces. Its
+// processes are stopped by PID, and die with the test process.
+package kubetest
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Options shape a test control plane.
+type Options struct {
+	// Dir holds the PKI, etcd's data and the logs (a test's TempDir).
+	Dir string
+	// NetNS, when set, runs etcd and the API server inside that named
+	// network namespace (/run/netns/NAME); the test reaches them by dialing
+	// from inside it. Empty runs them on this namespace's loopback.
+	NetNS string
+	// Addr is where the API server listens and what it advertises; it must
+	// exist in NetNS. Default 127.0.0.1.
+	Addr netip.Addr
+	// Log receives progress lines; nil discards them.
+	Log func(format string, args ...any)
+}
+
+// Server is a running etcd + kube-apiserver.
+type Server struct {
+	opts                  Options
+	CA                    *CA
+	URL                   string // https://addr:port
+	apiPort, etcdPort     int
+	peerPort              int
+	etcd, api             *proc
+	adminCert, adminKey   []byte
+	dial                  func(ctx context.Context, network, addr string) (net.Conn, error)
+	apiserverBin, etcdBin string
+}
+
+// AdminUser is the test's cluster-admin identity.
+const AdminUser = "kindnet-test-admin"
+
+// New starts a control plane for the test and stops it when the test ends.
+// Without the cached binaries it skips the test when not root, and fails it
+// when root (CI runs `make tools` first, so there they must exist).
+func New(t testing.TB, o Options) *Server {
+	t.Helper()
+	api, etcd, err := Binaries()
+	if err != nil {
+		if os.Geteuid() != 0 {
+			t.Skipf("needs a real kube-apiserver and etcd: %v", err)
+		}
+		t.Fatalf("needs a real kube-apiserver and etcd: %v", err)
+	}
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.Log == nil {
+		o.Log = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, o, api, etcd)
+	if s != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("---- kube-apiserver log (tail) ----\n%s", tailFile(filepath.Join(o.Dir, "kube-apiserver.log"), 30))
+			}
+			s.Close()
+		})
+	}
+	if err != nil {
+		t.Fatalf("start the test control plane: %v", err)
+	}
+	return s
+}
+
+// Start starts etcd and the API server and waits until the API server is
+// ready. On error the returned Server (if any) must still be closed.
+func Start(ctx context.Context, o Options, apiserverBin, etcdBin string) (*Server, error) {
+	if !o.Addr.IsValid() {
+		o.Addr = netip.MustParseAddr("127.0.0.1")
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	s := &Server{opts: o, apiserverBin: apiserverBin, etcdBin: etcdBin}
+	if err := s.choosePorts(); err != nil {
+		return nil, err
+	}
+	s.URL = "https://" + netip.AddrPortFrom(o.Addr, uint16(s.apiPort)).String()
+	s.dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	if o.NetNS != "" {
+		s.dial = dialInNetNS("/run/netns/" + o.NetNS)
+	}
+	if err := s.writePKI(); err != nil {
+		return nil, fmt.Errorf("write test PKI: %w", err)
+	}
+	start := time.Now()
+	if err := s.startEtcd(ctx); err != nil {
+		return s, err
+	}
+	if err := s.StartAPIServer(ctx); err != nil {
+		return s, err
+	}
+	o.Log("kubetest: etcd and kube-apiserver ready at %s in %s", s.URL, time.Since(start).Round(time.Millisecond))
+	return s, nil
+}
+
+// choosePorts picks free ports on loopback; inside a namespace of its own
+// the well-known ones are free.
+func (s *Server) choosePorts() error {
+	if s.opts.NetNS != "" {
+		s.etcdPort, s.peerPort, s.apiPort = 2379, 2380, 6443
+		return nil
+	}
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range 3 {
+		l, err := net.Listen("tcp", net.JoinHostPort(s.opts.Addr.String(), "0"))
+		if err != nil {
+			return fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	s.etcdPort, s.peerPort, s.apiPort = ports[0], ports[1], ports[2]
+	return nil
+}
+
+func (s *Server) path(name string) string { return filepath.Join(s.opts.Dir, name) }
+
+func (s *Server) writePKI() error {
+	ca, err := NewCA()
+	if err != nil {
+		return err
+	}
+	s.CA = ca
+	ip := net.IP(s.opts.Addr.AsSlice())
+	srvCert, srvKey, err := ca.Issue(CertSpec{CommonName: "kube-apiserver",
+		IPs: []net.IP{ip, net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)}, Names: []string{"localhost", "kubernetes", "kubernetes.default"}})
+	if err != nil {
+		return err
+	}
+	s.adminCert, s.adminKey, err = ca.Issue(CertSpec{CommonName: AdminUser, Groups: []string{"system:masters"}})
+	if err != nil {
+		return err
+	}
+	saPriv, saPub, err := keyPairPEM()
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{
+		"ca.crt": ca.CertPEM, "apiserver.crt": srvCert, "apiserver.key": srvKey, "sa.key": saPriv, "sa.pub": saPub,
+	} {
+		if err := os.WriteFile(s.path(name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) startEtcd(ctx context.Context) error {
+	client := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.etcdPort))
+	peer := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.peerPort))
+	p, err := s.spawn("etcd", s.etcdBin,
+		"--name", "kindnet-test",
+		"--data-dir", s.path("etcd-data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "kindnet-test="+peer,
+		"--unsafe-no-fsync",
+		"--heartbeat-interval", "10", "--election-timeout", "50",
+		"--log-level", "warn",
+	)
+	if err != nil {
+		return err
+	}
+	s.etcd = p
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: s.dial}}
+	return s.waitHTTP(ctx, p, hc, client+"/health", "etcd")
+}
+
+// StartAPIServer starts the API server (again, after StopAPIServer) and
+// waits until /readyz answers 200.
+func (s *Server) StartAPIServer(ctx context.Context) error {
+	if s.api != nil && s.api.alive() {
+		return errors.New("kube-apiserver already runs")
+	}
+	p, err := s.spawn("kube-apiserver", s.apiserverBin,
+		"--etcd-servers", "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(s.etcdPort)),
+		"--bind-address", s.opts.Addr.String(), "--advertise-address", s.opts.Addr.String(),
+		"--secure-port", strconv.Itoa(s.apiPort),
+		"--tls-cert-file", s.path("apiserver.crt"), "--tls-private-key-file", s.path("apiserver.key"),
+		"--client-ca-file", s.path("ca.crt"),
+		"--authorization-mode", "Node,RBAC",
+		"--disable-admission-plugins", "ServiceAccount",
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", s.path("sa.pub"), "--service-account-signing-key-file", s.path("sa.key"),
+		"--service-cluster-ip-range", "10.96.0.0/16",
+		// The default reconciler refuses to advertise a loopback address, and
+		// there is no Service network here anyway.
+		"--endpoint-reconciler-type", "none",
+		"--cert-dir", s.path("apiserver-certs"),
+		"--profiling=false",
+	)
+	if err != nil {
+		return err
+	}
+	s.api = p
+	return s.waitHTTP(ctx, p, s.httpClient(), s.URL+"/readyz", "kube-apiserver")
+}
+
+// StopAPIServer stops the API server (SIGTERM, then SIGKILL), keeping etcd
+// and so every object: starting it again is an outage ending.
+func (s *Server) StopAPIServer() error {
+	if s.api == nil {
+		return nil
+	}
+	return s.api.stop()
+}
+
+// Close stops both processes.
+func (s *Server) Close() {
+	_ = s.StopAPIServer()
+	if s.etcd != nil {
+		_ = s.etcd.stop()
+	}
+}
+
+// RestConfig is the admin's client config, dialing into the namespace
+// when the server runs in one.
+func (s *Server) RestConfig() *rest.Config {
+	return &rest.Config{
+		Host: s.URL,
+		TLSClientConfig: rest.TLSClientConfig{
+			CertData: s.adminCert, KeyData: s.adminKey, CAData: s.CA.CertPEM,
+		},
+		Dial:    s.dial,
+		QPS:     500,
+		Burst:   1000,
+		Timeout: 30 * time.Second,
+	}
+}
+
+// Admin returns a cluster-admin clientset.
+func (s *Server) Admin() (*kubernetes.Clientset, error) {
+	return kubernetes.NewForConfig(s.RestConfig())
+}
+
+// httpClient speaks TLS to the API server as the admin.
+func (s *Server) httpClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(s.CA.Cert)
+	cert, _ := tls.X509KeyPair(s.adminCert, s.adminKey)
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext:     s.dial,
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}},
+	}}
+}
+
+func (s *Server) waitHTTP(ctx context.Context, p *proc, hc *http.Client, url, what string) error {
+	for {
+		resp, err := hc.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		if !p.alive() {
+			return fmt.Errorf("%s exited during start:\n%s", what, tailFile(p.log, 30))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last: %v)\n%s", what, ctx.Err(), err, tailFile(p.log, 30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// proc is a process started by this package, stopped by its PID only.
+type proc struct {
+	name   string
+	pid    int
+	log    string
+	exited chan struct{}
+}
+
+// spawn starts bin inside the namespace (ip netns exec execs it: same PID)
+// or directly. Its output goes to NAME.log in Dir; it dies with the test
+// process (Pdeathsig) so a crashed test leaves nothing running.
+func (s *Server) spawn(name, bin string, args ...string) (*proc, error) {
+	logPath := s.path(name + ".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	var cmd *exec.Cmd
+	if s.opts.NetNS != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", s.opts.NetNS, bin}, args...)...)
+	} else {
+		cmd = exec.Command(bin, args...)
+	}
+	cmd.Dir = s.opts.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, pid: cmd.Process.Pid, log: logPath, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	s.opts.Log("kubetest: %s started (pid %d)", name, p.pid)
+	return p, nil
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM to the recorded PID, then SIGKILL after 10 s.
+func (p *proc) stop() error {
+	if !p.alive() {
+		return nil
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit", p.name, p.pid)
+	}
+}
+
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
