@@ -21,7 +21,7 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 )
 
-// Protobuf is cheaper than JSON to decode and keeps the informer's memory
+// Protobuf is cheaper than JSON to decode and keeps the watch's memory
 // low with thousands of Nodes; JSON stays acceptable as a fallback.
 const (
 	contentType = "application/vnd.kubernetes.protobuf"

@@ -25,13 +25,13 @@ func explain(f *callError, node, which string) error {
 	switch {
 	case apierrors.IsForbidden(err) && which == "all":
 		return &cluster.SourceError{
-			Reason: cluster.SourceForbidden, Permission: f.verb + " nodes (cluster scope)", Hint: RBACCommand,
+			Reason: cluster.SourceForbidden, Permission: "list, watch nodes (cluster scope)", Hint: RBACCommand,
 			Err: fmt.Errorf("%w: the API server refused to %s all Nodes (403 Forbidden): kindnet needs get, list and watch on nodes (core API group, cluster-wide) for group %s, which the Node authorizer no longer grants (since Kubernetes 1.32 a kubelet may read only its own Node); apply it once from a control-plane host with: %s — until then routes from the last good view stay in place (API server said: %s)",
 				ErrForbidden, f.verb, NodesGroup, RBACCommand, apiMessage(err)),
 		}
 	case apierrors.IsForbidden(err):
 		return &cluster.SourceError{
-			Reason: cluster.SourceForbidden, Permission: fmt.Sprintf("%s node %s", f.verb, node),
+			Reason: cluster.SourceForbidden, Permission: "get, list, watch node " + node,
 			Hint: "set nodeName to the name in the kubeconfig's identity (system:node:<name>), or " + RBACCommand,
 			Err: fmt.Errorf("%w: the API server refused to %s this node's own Node %q (403 Forbidden): check that nodeName matches the kubeconfig's identity (a kubelet may read only system:node:<its name>) or grant get, list and watch on nodes with: %s (API server said: %s)",
 				ErrForbidden, f.verb, node, RBACCommand, apiMessage(err)),

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -11,25 +12,28 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 )
 
 // session follows the API with one client (one set of credentials). It
-// runs two informers side by side:
+// runs two watches side by side, each a client-go reflector feeding a store
+// of slimmed Nodes:
 //
 //   - all: every Node, the source of the peers. Listing all Nodes needs
-//     kindnet's ClusterRole; without it this informer only reports 403.
+//     kindnet's ClusterRole; without it this watch only reports 403.
 //   - own: this node alone (field selector metadata.name), which kubelet's
 //     identity may always read. It runs until the node has its podCIDRs and
 //     "all" is healthy, so the CNI config never waits for the peer list (nor
 //     for the ClusterRole), and the peers' routes never wait for the own
 //     podCIDR.
 //
-// One goroutine (run) owns the state; informer callbacks only kick it.
+// One goroutine (run) owns the session; stores only kick it.
 type session struct {
 	src    *Source
 	client kubernetes.Interface
@@ -45,11 +49,12 @@ type session struct {
 	nextPatch  time.Time
 }
 
-// watched is one informer plus the outcome of its latest list or watch call.
+// watched is one reflector, its store, and the outcome of its latest list
+// or watch call.
 type watched struct {
-	name     string // "all Nodes" or "own Node"
-	informer cache.SharedIndexInformer
-	synced   func() bool // the handler has seen the initial list
+	name      string // "all Nodes" or "own Node"
+	reflector *cache.Reflector
+	store     *nodeStore
 
 	mu      sync.Mutex
 	lastErr *callError // nil when the latest list/watch call succeeded
@@ -61,6 +66,14 @@ type callError struct {
 	err  error
 }
 
+// retry is how the reflectors back off after a failed list or watch:
+// client-go's default ends at 30-60 s between tries, which after an API
+// server outage left agents stale for up to a minute; this ends at 15-30 s,
+// about 0.05 requests per second per node while the API server is down.
+func retry() *wait.Backoff {
+	return &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 1, Steps: 1 << 30, Cap: 15 * time.Second}
+}
+
 func newSession(src *Source, client kubernetes.Interface, rep *reporter) *session {
 	s := &session{src: src, client: client, rep: rep, kick: make(chan struct{}, 1)}
 	s.all = s.newWatched("all Nodes", nil)
@@ -68,11 +81,12 @@ func newSession(src *Source, client kubernetes.Interface, rep *reporter) *sessio
 	return s
 }
 
-// newWatched builds an informer over Nodes (those matching sel, or all).
-// No periodic resync: the agent has its own resync against the kernel, and
-// re-delivering every Node would only burn CPU.
+// newWatched builds a reflector over Nodes (those matching sel, or all).
+// No informer machinery: the session reads the store whenever it is
+// kicked, so a queue and event handlers would only cost memory. No
+// periodic resync either: the agent re-checks the kernel on its own.
 func (s *session) newWatched(name string, sel fields.Selector) *watched {
-	w := &watched{name: name}
+	w := &watched{name: name, store: &nodeStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc), self: s.src.opts.NodeName, poke: s.poke}}
 	nodes := s.client.CoreV1().Nodes()
 	filter := func(o *metav1.ListOptions) {
 		if sel != nil {
@@ -93,24 +107,16 @@ func (s *session) newWatched(name string, sel fields.Selector) *watched {
 			return wi, err
 		},
 	}
-	w.informer = cache.NewSharedIndexInformerWithOptions(
-		cache.ToListWatcherWithWatchListSemantics(lw, s.client), &corev1.Node{},
-		cache.SharedIndexInformerOptions{ObjectDescription: "Nodes (" + name + ")"})
-	_ = w.informer.SetTransform(slimNode)
-	// Failures are recorded by the list/watch wrappers above and reported
-	// once by the session; the default handler would log every retry.
-	_ = w.informer.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {})
-	reg, _ := w.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { s.poke() },
-		UpdateFunc: func(oldObj, newObj any) {
-			if relevantChange(oldObj, newObj, s.src.opts.NodeName) {
-				s.poke()
-			}
-		},
-		DeleteFunc: func(any) { s.poke() },
-	})
-	w.synced = reg.HasSynced
+	logger := clientGoLogger(s.src.log)
+	w.reflector = cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &corev1.Node{}, w.store,
+		cache.ReflectorOptions{Name: "kindnet " + name, TypeDescription: "*v1.Node", Logger: &logger, Backoff: retry()})
 	return w
+}
+
+// run runs the reflector until ctx ends. client-go's own reports of failed
+// calls go to the debug log: the session reports each problem once.
+func (w *watched) run(ctx context.Context, log *slog.Logger) {
+	w.reflector.RunWithContext(klog.NewContext(ctx, clientGoLogger(log)))
 }
 
 // recordCall remembers the outcome of a list or watch call and kicks the
@@ -139,8 +145,8 @@ func (w *watched) failure() *callError {
 	return w.lastErr
 }
 
-// healthy: the informer holds a complete, current list.
-func (w *watched) healthy() bool { return w.synced() && w.failure() == nil }
+// healthy: the store holds a complete, current list.
+func (w *watched) healthy() bool { return w.store.synced.Load() && w.failure() == nil }
 
 func (s *session) poke() {
 	select {
@@ -149,22 +155,15 @@ func (s *session) poke() {
 	}
 }
 
-// run starts both informers and publishes on every kick until ctx ends.
+// run starts both watches and publishes on every kick until ctx ends.
 func (s *session) run(ctx context.Context) {
-	go s.all.informer.RunWithContext(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.all.run(ctx, s.src.log) })
 	ownCtx, stopOwn := context.WithCancel(ctx)
 	s.ownStop = stopOwn
 	defer stopOwn()
-	go s.own.informer.RunWithContext(ownCtx)
-	// A kick when each initial list has been delivered: events may all
-	// have arrived before the informer counted itself synced.
-	for _, w := range []*watched{s.all, s.own} {
-		go func() {
-			if cache.WaitForCacheSync(ownOr(ctx, ownCtx, w == s.own).Done(), w.synced) {
-				s.poke()
-			}
-		}()
-	}
+	wg.Go(func() { s.own.run(ownCtx, s.src.log) })
 	s.patchRetry = time.NewTimer(time.Hour)
 	s.patchRetry.Stop()
 	defer s.patchRetry.Stop()
@@ -182,14 +181,7 @@ func (s *session) run(ctx context.Context) {
 	}
 }
 
-func ownOr(all, own context.Context, isOwn bool) context.Context {
-	if isOwn {
-		return own
-	}
-	return all
-}
-
-// publish sends what the informers know now: a problem when listing all
+// publish sends what the watches know now: a problem when listing all
 // Nodes fails, the complete view when that list is current, and this node
 // alone (PeersUnknown) while it is not.
 func (s *session) publish(ctx context.Context) {
@@ -206,7 +198,7 @@ func (s *session) publish(ctx context.Context) {
 		s.rep.partial(ctx, self)
 	}
 	if s.ownStop != nil && s.all.healthy() && len(self.PodCIDRs) > 0 {
-		// podCIDRs never change once set: the full informer covers the rest.
+		// podCIDRs never change once set: the full watch covers the rest.
 		s.ownStop()
 		s.ownStop = nil
 	}
@@ -215,7 +207,7 @@ func (s *session) publish(ctx context.Context) {
 	}
 }
 
-// self is this node as the most specific informer sees it.
+// self is this node as the most specific watch sees it.
 func (s *session) self() (cluster.Node, bool) {
 	if n := s.ownNode(); n != nil {
 		return cluster.FromKubeNode(n, s.src.opts.Policy), true
@@ -229,7 +221,7 @@ func (s *session) ownNode() *corev1.Node {
 		if w == s.own && s.ownStop == nil {
 			continue
 		}
-		if o, ok, _ := w.informer.GetStore().GetByKey(s.src.opts.NodeName); ok {
+		if o, ok, _ := w.store.GetByKey(s.src.opts.NodeName); ok {
 			if n, ok := o.(*corev1.Node); ok {
 				return n
 			}
@@ -238,9 +230,9 @@ func (s *session) ownNode() *corev1.Node {
 	return nil
 }
 
-// view builds the complete view from the full informer's store.
+// view builds the complete view from the full watch's store.
 func (s *session) view(self cluster.Node) cluster.View {
-	items := s.all.informer.GetStore().List()
+	items := s.all.store.List()
 	v := cluster.View{Self: self, Peers: make([]cluster.Node, 0, len(items))}
 	for _, o := range items {
 		n, ok := o.(*corev1.Node)

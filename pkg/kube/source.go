@@ -11,6 +11,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -202,16 +203,24 @@ func sleep(ctx context.Context, tick <-chan time.Time) bool {
 // agent sees the source healthy again.
 type reporter struct {
 	out      chan<- cluster.Update
-	lastErr  string
+	lastErr  string // key of the problem last reported; "" when healthy
 	last     *cluster.View
 	lastPart *cluster.View
 }
 
+// fail reports a problem unless the same kind was reported last: a retry
+// that fails the same way (403 on list, then on watch; connection refused
+// on another URL) is not news.
 func (r *reporter) fail(ctx context.Context, err error) {
-	if err.Error() == r.lastErr {
+	key := err.Error()
+	var se *cluster.SourceError
+	if errors.As(err, &se) && se.Reason != cluster.SourceInvalid {
+		key = se.Reason + "\x00" + se.Permission
+	}
+	if key == r.lastErr {
 		return
 	}
-	r.lastErr = err.Error()
+	r.lastErr = key
 	r.send(ctx, cluster.Update{Err: err})
 }
 

@@ -268,6 +268,22 @@ func TestForbiddenListKeepsPeersAndExplainsTheFix(t *testing.T) {
 			t.Fatalf("a complete view was sent while listing Nodes is forbidden: %s", fmtView(*u.View))
 		}
 	}
+	// The reflector retries (list, then watch, with backoff): the same
+	// problem is not reported again.
+	deadline := time.After(2500 * time.Millisecond)
+	for waiting := true; waiting; {
+		select {
+		case u := <-ch:
+			if u.Err != nil {
+				t.Fatalf("the same 403 reported again: %v", u.Err)
+			}
+		case <-deadline:
+			waiting = false
+		}
+	}
+	if n := countListCalls(client); n < 2 {
+		t.Fatalf("the source did not retry listing within 2.5s (%d list calls)", n)
+	}
 	forbidden.Store(false) // the binding was applied: the reflector's retry succeeds
 	nextView(t, ch, func(v cluster.View) bool { return len(v.Peers) == 1 && v.Peers[0].Name == "b" })
 }
@@ -375,4 +391,14 @@ func TestRelevantChangeFiltersKubeletStatusUpdates(t *testing.T) {
 			}
 		})
 	}
+}
+
+func countListCalls(client *fake.Clientset) int {
+	n := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "list" && a.GetResource().Resource == "nodes" {
+			n++
+		}
+	}
+	return n
 }
