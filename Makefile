@@ -24,7 +24,7 @@ DEB_DEPS += lintian rpmlint rpm shellcheck systemd man-db
 DIST       ?= dist
 MAINTAINER ?= kindnet developers <maintainers@users.noreply.r-seed-3403187e.example>
 
-.PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages
+.PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages bench-kube
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ test-unit: ## run the tests that need no root (root-only tests skip)
 BENCHRUNS ?= 100
 bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
 	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
+
+bench-kube: deps tools ## Kubernetes source against a real API server: create→route latency, 5,000-node sync and RSS (root)
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 30m ./test/e2e/
 
 demo: deps build ## build a 3-node lab in network namespaces, show it working, tear it down (root)
 	./bin/kindnet-lab demo

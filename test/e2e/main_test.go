@@ -49,7 +49,7 @@ func run(m *testing.M) int {
 }
 
 // labOptions are the defaults of the e2e labs; tests adjust them.
-func labOptions(t *testing.T) lab.Options {
+func labOptions(t testing.TB) lab.Options {
 	return lab.Options{
 		Nodes: 3, PodsPerNode: 1,
 		Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"),
@@ -60,7 +60,7 @@ func labOptions(t *testing.T) lab.Options {
 
 // newLab builds a lab for one test and removes it when the test ends, also
 // when it fails. On failure the agents' logs are attached to the test output.
-func newLab(t *testing.T, o lab.Options) *lab.Lab {
+func newLab(t testing.TB, o lab.Options) *lab.Lab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
@@ -101,7 +101,7 @@ func tail(b []byte, n int) string {
 }
 
 // eventually polls cond every 20ms for up to d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
