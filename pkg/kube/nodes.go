@@ -2,16 +2,20 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"slices"
+	"sync"
 	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/go-logr/logr"
+
+	"github.com/kindnet-dev/kindnet/pkg/cluster"
 )
 
 // slimNode is the stores' transform: it keeps only what kindnet reads
@@ -44,81 +48,132 @@ func findCondition(n *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCondi
 	return nil
 }
 
-// relevantChange reports whether an update changes anything kindnet uses:
-// addresses or podCIDRs of any node, or this node's NetworkUnavailable
-// condition. kubelet rewrites its Node's status regularly; those updates
-// need no new view.
-func relevantChange(oldObj, newObj any, self string) bool {
-	o, ok1 := oldObj.(*corev1.Node)
-	n, ok2 := newObj.(*corev1.Node)
-	if !ok1 || !ok2 {
+// storedNode is what a store keeps of a Node: the node as kindnet routes
+// it and, for this node, its NetworkUnavailable condition. About 200 bytes
+// instead of the kilobyte a corev1.Node struct takes even when slimmed.
+type storedNode struct {
+	node        cluster.Node
+	unavailable *corev1.NodeCondition
+}
+
+func (st *nodeStore) toStored(n *corev1.Node) storedNode {
+	out := storedNode{node: cluster.FromKubeNode(n, st.policy)}
+	if n.Name == st.self {
+		if c := findCondition(n, corev1.NodeNetworkUnavailable); c != nil {
+			cc := *c
+			out.unavailable = &cc
+		}
+	}
+	return out
+}
+
+// differs reports whether b changes anything kindnet uses: addresses or
+// podCIDRs of any node, or this node's NetworkUnavailable condition.
+// kubelet rewrites its Node's status regularly; those updates need no new
+// view.
+func (a storedNode) differs(b storedNode) bool {
+	if !(cluster.View{Self: a.node}).Equal(cluster.View{Self: b.node}) {
 		return true
 	}
-	if o.Spec.PodCIDR != n.Spec.PodCIDR || !slices.Equal(o.Spec.PodCIDRs, n.Spec.PodCIDRs) ||
-		!slices.Equal(o.Status.Addresses, n.Status.Addresses) {
-		return true
-	}
-	if n.Name != self {
-		return false
-	}
-	oc, nc := findCondition(o, corev1.NodeNetworkUnavailable), findCondition(n, corev1.NodeNetworkUnavailable)
+	oc, nc := a.unavailable, b.unavailable
 	return (oc == nil) != (nc == nil) || (oc != nil && (oc.Status != nc.Status || oc.Reason != nc.Reason))
 }
 
-// nodeStore is a reflector's store: the slimmed Nodes of one watch. It
-// kicks the session on every change that matters, and counts as synced once
-// the reflector delivered its first complete list (Replace).
+// nodeStore is a reflector's store: what kindnet keeps of the Nodes of one
+// watch. It kicks the session on every change that matters, and counts as
+// synced once the reflector delivered its first complete list (Replace).
 type nodeStore struct {
-	cache.Store // thread-safe, keyed by name
-	self        string
-	poke        func()
-	synced      atomic.Bool
+	self   string
+	policy cluster.AddressPolicy
+	poke   func()
+	synced atomic.Bool
+
+	mu    sync.Mutex
+	nodes map[string]storedNode
+}
+
+func newNodeStore(self string, policy cluster.AddressPolicy, poke func()) *nodeStore {
+	return &nodeStore{self: self, policy: policy, poke: poke, nodes: map[string]storedNode{}}
 }
 
 var _ cache.TransformingStore = (*nodeStore)(nil)
 
 // Transformer slims Nodes also in the reflector's temporary store during a
-// streamed initial list, so 5,000 full Nodes never sit in memory at once.
-func (s *nodeStore) Transformer() cache.TransformFunc { return slimNode }
+// streamed initial list, so thousands of full Nodes never sit in memory.
+func (st *nodeStore) Transformer() cache.TransformFunc { return slimNode }
 
-func (s *nodeStore) Add(obj any) error {
-	n, _ := slimNode(obj)
-	err := s.Store.Add(n)
-	s.poke()
-	return err
-}
+func (st *nodeStore) Add(obj any) error { return st.Update(obj) }
 
-func (s *nodeStore) Update(obj any) error {
-	n, _ := slimNode(obj)
-	old, exists, _ := s.Store.Get(n)
-	err := s.Store.Update(n)
-	if !exists || relevantChange(old, n, s.self) {
-		s.poke()
+func (st *nodeStore) Update(obj any) error {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return fmt.Errorf("not a Node: %T", obj)
 	}
-	return err
+	next := st.toStored(n)
+	st.mu.Lock()
+	old, exists := st.nodes[n.Name]
+	st.nodes[n.Name] = next
+	st.mu.Unlock()
+	if !exists || old.differs(next) {
+		st.poke()
+	}
+	return nil
 }
 
-func (s *nodeStore) Delete(obj any) error {
-	err := s.Store.Delete(obj)
-	s.poke()
-	return err
+func (st *nodeStore) Delete(obj any) error {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	st.mu.Lock()
+	delete(st.nodes, m.GetName())
+	st.mu.Unlock()
+	st.poke()
+	return nil
 }
 
 // Replace takes a complete list: after a reconnect, a Node missing from it
 // is gone for real.
-func (s *nodeStore) Replace(list []any, rv string) error {
-	for i := range list {
-		list[i], _ = slimNode(list[i])
+func (st *nodeStore) Replace(list []any, _ string) error {
+	next := make(map[string]storedNode, len(list))
+	for _, o := range list {
+		if n, ok := o.(*corev1.Node); ok {
+			next[n.Name] = st.toStored(n)
+		}
 	}
-	err := s.Store.Replace(list, rv)
-	s.synced.Store(true)
-	s.poke()
-	return err
+	st.mu.Lock()
+	st.nodes = next
+	st.mu.Unlock()
+	st.synced.Store(true)
+	st.poke()
+	return nil
 }
 
-// Resync is part of the reflector's store interface; there is nothing to
-// re-deliver here.
-func (s *nodeStore) Resync() error { return nil }
+// Resync is part of the reflector's store interface; nothing to redeliver.
+func (st *nodeStore) Resync() error { return nil }
+
+func (st *nodeStore) get(name string) (storedNode, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n, ok := st.nodes[name]
+	return n, ok
+}
+
+// peers returns every node but this one.
+func (st *nodeStore) peers() []cluster.Node {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]cluster.Node, 0, len(st.nodes))
+	for name, n := range st.nodes {
+		if name != st.self {
+			out = append(out, n.node)
+		}
+	}
+	return out
+}
 
 // clientGoLogger sends client-go's own logs (a failed watch on every retry)
 // to the debug level: the session reports each problem once, at its level.

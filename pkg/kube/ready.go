@@ -28,11 +28,11 @@ func (s *session) markNetworkReady(ctx context.Context) {
 	if !s.src.readyWanted.Load() {
 		return
 	}
-	n := s.ownNode()
-	if n == nil {
+	n, ok := s.ownNode()
+	if !ok {
 		return // not seen yet: the next publish retries
 	}
-	if c := findCondition(n, corev1.NodeNetworkUnavailable); c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReadyReason {
+	if c := n.unavailable; c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReadyReason {
 		return
 	}
 	if time.Now().Before(s.nextPatch) {
@@ -40,7 +40,7 @@ func (s *session) markNetworkReady(ctx context.Context) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, patchTimeout)
 	defer cancel()
-	_, err := s.client.CoreV1().Nodes().PatchStatus(pctx, n.Name, networkReadyPatch(time.Now()))
+	_, err := s.nodes.PatchStatus(pctx, n.node.Name, networkReadyPatch(time.Now()))
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -48,11 +48,11 @@ func (s *session) markNetworkReady(ctx context.Context) {
 		s.patchDelay = min(max(2*s.patchDelay, patchRetryMin), patchRetryMax)
 		s.nextPatch = time.Now().Add(s.patchDelay)
 		s.patchRetry.Reset(s.patchDelay)
-		s.src.log.Warn("cannot set NetworkUnavailable=False on this node; retrying", "node", n.Name, "retryIn", s.patchDelay, "err", err)
+		s.src.log.Warn("cannot set NetworkUnavailable=False on this node; retrying", "node", n.node.Name, "retryIn", s.patchDelay, "err", err)
 		return
 	}
 	s.patchDelay, s.nextPatch = 0, time.Time{}
-	s.src.log.Info("node condition NetworkUnavailable set to False", "node", n.Name, "reason", ReadyReason)
+	s.src.log.Info("node condition NetworkUnavailable set to False", "node", n.node.Name, "reason", ReadyReason)
 }
 
 // networkReadyPatch is a strategic merge patch of status.conditions (merged

@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -35,10 +34,10 @@ import (
 //
 // One goroutine (run) owns the session; stores only kick it.
 type session struct {
-	src    *Source
-	client kubernetes.Interface
-	rep    *reporter
-	kick   chan struct{}
+	src   *Source
+	nodes NodeAPI
+	rep   *reporter
+	kick  chan struct{}
 
 	all, own *watched
 	ownStop  context.CancelFunc // stops own; nil once stopped
@@ -74,8 +73,8 @@ func retry() *wait.Backoff {
 	return &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 1, Steps: 1 << 30, Cap: 15 * time.Second}
 }
 
-func newSession(src *Source, client kubernetes.Interface, rep *reporter) *session {
-	s := &session{src: src, client: client, rep: rep, kick: make(chan struct{}, 1)}
+func newSession(src *Source, nodes NodeAPI, rep *reporter) *session {
+	s := &session{src: src, nodes: nodes, rep: rep, kick: make(chan struct{}, 1)}
 	s.all = s.newWatched("all Nodes", nil)
 	s.own = s.newWatched("own Node", fields.OneTermEqualSelector("metadata.name", src.opts.NodeName))
 	return s
@@ -86,8 +85,8 @@ func newSession(src *Source, client kubernetes.Interface, rep *reporter) *sessio
 // kicked, so a queue and event handlers would only cost memory. No
 // periodic resync either: the agent re-checks the kernel on its own.
 func (s *session) newWatched(name string, sel fields.Selector) *watched {
-	w := &watched{name: name, store: &nodeStore{Store: cache.NewStore(cache.MetaNamespaceKeyFunc), self: s.src.opts.NodeName, poke: s.poke}}
-	nodes := s.client.CoreV1().Nodes()
+	w := &watched{name: name, store: newNodeStore(s.src.opts.NodeName, s.src.opts.Policy, s.poke)}
+	nodes := s.nodes
 	filter := func(o *metav1.ListOptions) {
 		if sel != nil {
 			o.FieldSelector = sel.String()
@@ -108,7 +107,7 @@ func (s *session) newWatched(name string, sel fields.Selector) *watched {
 		},
 	}
 	logger := clientGoLogger(s.src.log)
-	w.reflector = cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.client), &corev1.Node{}, w.store,
+	w.reflector = cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.nodes), &corev1.Node{}, w.store,
 		cache.ReflectorOptions{Name: "kindnet " + name, TypeDescription: "*v1.Node", Logger: &logger, Backoff: retry()})
 	return w
 }
@@ -209,38 +208,28 @@ func (s *session) publish(ctx context.Context) {
 
 // self is this node as the most specific watch sees it.
 func (s *session) self() (cluster.Node, bool) {
-	if n := s.ownNode(); n != nil {
-		return cluster.FromKubeNode(n, s.src.opts.Policy), true
+	if n, ok := s.ownNode(); ok {
+		return n.node, true
 	}
 	return cluster.Node{Name: s.src.opts.NodeName}, false
 }
 
-// ownNode returns this node's (slimmed) Node object, or nil.
-func (s *session) ownNode() *corev1.Node {
+// ownNode returns what is known of this node's Node object.
+func (s *session) ownNode() (storedNode, bool) {
 	for _, w := range []*watched{s.own, s.all} {
 		if w == s.own && s.ownStop == nil {
 			continue
 		}
-		if o, ok, _ := w.store.GetByKey(s.src.opts.NodeName); ok {
-			if n, ok := o.(*corev1.Node); ok {
-				return n
-			}
+		if n, ok := w.store.get(s.src.opts.NodeName); ok {
+			return n, true
 		}
 	}
-	return nil
+	return storedNode{}, false
 }
 
 // view builds the complete view from the full watch's store.
 func (s *session) view(self cluster.Node) cluster.View {
-	items := s.all.store.List()
-	v := cluster.View{Self: self, Peers: make([]cluster.Node, 0, len(items))}
-	for _, o := range items {
-		n, ok := o.(*corev1.Node)
-		if !ok || n.Name == s.src.opts.NodeName {
-			continue
-		}
-		v.Peers = append(v.Peers, cluster.FromKubeNode(n, s.src.opts.Policy))
-	}
+	v := cluster.View{Self: self, Peers: s.all.store.peers()}
 	v.Normalize()
 	return v
 }

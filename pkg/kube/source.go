@@ -20,8 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 )
 
@@ -47,8 +45,8 @@ type Options struct {
 	// Poll is how often credential files are checked; default 2s.
 	Poll time.Duration
 	// Client, when set, is used instead of one built from Kubeconfig
-	// (unit tests pass client-go's fake clientset).
-	Client kubernetes.Interface
+	// (unit tests pass client-go's fake Nodes client).
+	Client NodeAPI
 }
 
 // Source follows the Kubernetes API. It implements cluster.Source.
@@ -130,7 +128,7 @@ func (s *Source) Run(ctx context.Context, out chan<- cluster.Update) error {
 // disk change into ones that load. A change that does not load (a file
 // caught half-written) keeps the working session.
 func (s *Source) follow(ctx context.Context, creds *credentials, rep *reporter, tick <-chan time.Time) {
-	client, err := kubernetes.NewForConfig(creds.rest)
+	client, err := newRESTNodes(creds.rest)
 	if err != nil {
 		rep.fail(ctx, fmt.Errorf("kubeconfig %s: build client: %w", s.opts.Kubeconfig, err))
 		sleep(ctx, tick)

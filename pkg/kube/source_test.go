@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 )
@@ -40,13 +41,19 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func start(t *testing.T, client *fake.Clientset, self string, pol cluster.AddressPolicy) (*Source, <-chan cluster.Update) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	src := New(Options{NodeName: self, Policy: pol, Client: client, Log: quietLog()})
+	src := New(Options{NodeName: self, Policy: pol, Client: fakeNodes{client.CoreV1().Nodes()}, Log: quietLog()})
 	out := make(chan cluster.Update, 64)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = src.Run(ctx, out) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return src, out
 }
+
+// fakeNodes is the fake clientset's Nodes client, which (like the fake
+// clientset itself) cannot stream initial events: the reflector must list.
+type fakeNodes struct{ NodeAPI }
+
+func (fakeNodes) IsWatchListSemanticsUnSupported() bool { return true }
 
 // next returns the next update, failing after 5 s.
 func next(t *testing.T, ch <-chan cluster.Update) cluster.Update {
@@ -356,7 +363,7 @@ func TestSlimNodeDropsWhatKindnetDoesNotRead(t *testing.T) {
 	}
 }
 
-func TestRelevantChangeFiltersKubeletStatusUpdates(t *testing.T) {
+func TestStoreKicksOnlyOnChangesKindnetUses(t *testing.T) {
 	base := node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2")
 	with := func(f func(n *corev1.Node)) *corev1.Node { n := base.DeepCopy(); f(n); return n }
 	unavailable := func(s corev1.ConditionStatus) func(n *corev1.Node) {
@@ -379,17 +386,39 @@ func TestRelevantChangeFiltersKubeletStatusUpdates(t *testing.T) {
 		{"NetworkUnavailable of a peer", base, with(unavailable(corev1.ConditionTrue)), "a", false},
 		{"NetworkUnavailable of this node", base, with(unavailable(corev1.ConditionTrue)), "b", true},
 		{"NetworkUnavailable flips on this node", with(unavailable(corev1.ConditionTrue)), with(unavailable(corev1.ConditionFalse)), "b", true},
-		{"not a Node", base, nil, "a", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var newObj any = tc.new
-			if tc.new == nil {
-				newObj = "tombstone"
+			kicks := 0
+			st := newNodeStore(tc.self, cluster.AddressPolicy{}, func() { kicks++ })
+			if err := st.Add(tc.old); err != nil {
+				t.Fatal(err)
 			}
-			if got := relevantChange(tc.old, newObj, tc.self); got != tc.want {
-				t.Errorf("relevantChange = %v, want %v", got, tc.want)
+			kicks = 0
+			if err := st.Update(tc.new); err != nil {
+				t.Fatal(err)
+			}
+			if got := kicks > 0; got != tc.want {
+				t.Errorf("kicked = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestStoreReplaceDropsNodesMissingFromAFreshList(t *testing.T) {
+	st := newNodeStore("a", cluster.AddressPolicy{}, func() {})
+	for _, n := range []*corev1.Node{node("a", nil), node("b", []string{"10.244.2.0/24"}), node("c", []string{"10.244.3.0/24"})} {
+		_ = st.Add(n)
+	}
+	if st.synced.Load() {
+		t.Fatal("synced before a complete list")
+	}
+	_ = st.Replace([]any{node("a", nil), node("c", []string{"10.244.3.0/24"})}, "7")
+	if got := st.peers(); len(got) != 1 || got[0].Name != "c" || !st.synced.Load() {
+		t.Errorf("after a fresh list without b: peers %+v, synced %v", got, st.synced.Load())
+	}
+	_ = st.Delete(cache.DeletedFinalStateUnknown{Key: "c", Obj: node("c", nil)})
+	if got := st.peers(); len(got) != 0 {
+		t.Errorf("after deleting c: %+v", got)
 	}
 }
 
