@@ -181,14 +181,19 @@ func clientGoLogger(l *slog.Logger) klog.Logger {
 	return logr.FromSlogHandler(debugOnly{l.Handler()}).WithValues("component", "client-go")
 }
 
-// debugOnly logs every record at debug level.
+// debugOnly logs client-go's records at debug level, and only those up to
+// klog verbosity 2 (logr maps V(n) to slog level -n): higher ones dump
+// every request.
 type debugOnly struct{ slog.Handler }
 
-func (h debugOnly) Enabled(ctx context.Context, _ slog.Level) bool {
-	return h.Handler.Enabled(ctx, slog.LevelDebug)
+func (h debugOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= -2 && h.Handler.Enabled(ctx, slog.LevelDebug)
 }
 
 func (h debugOnly) Handle(ctx context.Context, r slog.Record) error {
+	if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+		return nil // logr logs errors without asking Enabled first
+	}
 	r.Level = slog.LevelDebug
 	return h.Handler.Handle(ctx, r)
 }

@@ -431,3 +431,21 @@ func countListCalls(client *fake.Clientset) int {
 	}
 	return n
 }
+
+func TestClientGoLogsGoToDebugWithoutRequestDumps(t *testing.T) {
+	var buf strings.Builder
+	l := clientGoLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Error(errors.New("connection refused"), "Failed to watch")
+	l.V(2).Info("Listing and watching")
+	l.V(8).Info("Request Body", "body", "secret")
+	out := buf.String()
+	if strings.Count(out, "level=DEBUG") != 2 || strings.Contains(out, "Request Body") || strings.Contains(out, "level=ERROR") {
+		t.Errorf("client-go log:\n%s", out)
+	}
+	buf.Reset()
+	l = clientGoLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	l.Error(errors.New("connection refused"), "Failed to watch")
+	if buf.Len() != 0 {
+		t.Errorf("client-go logged at info level: %s", buf.String())
+	}
+}
