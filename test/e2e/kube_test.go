@@ -383,6 +383,11 @@ func TestKubeForbiddenWithoutBindingKeepsStateThenConvergesWhenApplied(t *testin
 		if got, _ := routesOf(ctx, n); len(got) != 0 {
 			t.Errorf("%s installed routes without being able to list the Nodes: %v", n.Name, got)
 		}
+		_, rec := statusJSON(t, kl.Lab, n)
+		if s := rec.Source; s.Name != kube.SourceName || s.Healthy || s.Reason != "forbidden" ||
+			s.MissingPermission != "list, watch nodes (cluster scope)" || s.Hint != kube.RBACCommand || s.Since.IsZero() {
+			t.Errorf("status of %s does not show the 403: %+v", n.Name, s)
+		}
 	}
 	// Applying the binding is enough: no agent restarts.
 	pids := agentPIDs(kl)
@@ -391,6 +396,11 @@ func TestKubeForbiddenWithoutBindingKeepsStateThenConvergesWhenApplied(t *testin
 	}
 	kl.waitRoutes(t, 60*time.Second, "converged after the binding was applied", nil)
 	kl.checkPods(t)
+	for _, n := range kl.Nodes {
+		if _, rec := statusJSON(t, kl.Lab, n); !rec.Source.Healthy || !rec.Source.Synced || rec.Source.Reason != "" {
+			t.Errorf("status of %s after the binding: %+v", n.Name, rec.Source)
+		}
+	}
 	if got := agentPIDs(kl); !slices.Equal(got, pids) {
 		t.Errorf("agents restarted: pids %v, were %v", got, pids)
 	}
@@ -567,6 +577,9 @@ func TestKubeAPIOutageRemovesNothingAndPodsKeepPinging(t *testing.T) {
 			}
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	if _, rec := statusJSON(t, kl.Lab, kl.Nodes[0]); rec.Source.Healthy || rec.Source.Reason != "unreachable" {
+		t.Errorf("status during the outage: %+v", rec.Source)
 	}
 	if logCount(n2, `view=cache`) == 0 {
 		t.Errorf("the agent restarted during the outage did not bootstrap from its cache")
