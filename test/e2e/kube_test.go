@@ -23,6 +23,7 @@ import (
 
 	"github.com/kindnet-dev/kindnet/internal/kubetest"
 	"github.com/kindnet-dev/kindnet/pkg/kube"
+	"github.com/kindnet-dev/kindnet/pkg/status"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -357,6 +358,14 @@ func TestKubeHostilePodCIDRNodeIsRejectedAndNothingInstalled(t *testing.T) {
 			if logCount(n, `peer rejected: nothing installed for it" peer=`+h.name) == 0 {
 				t.Errorf("agent of %s did not report the rejection of %s (%s)", n.Name, h.name, h.reason)
 			}
+		}
+	}
+	_, rec := statusJSON(t, kl.Lab, kl.Nodes[0])
+	for _, h := range hostile {
+		if !slices.ContainsFunc(rec.Peers, func(p status.Peer) bool {
+			return p.Name == h.name && p.State == status.PeerRejected && p.Reason != ""
+		}) {
+			t.Errorf("kindnet status does not list %s as rejected with a reason: %+v", h.name, rec.Peers)
 		}
 	}
 	if t.Failed() {
