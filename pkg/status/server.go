@@ -100,7 +100,8 @@ type Listener struct {
 // is never reachable with looser permissions. A stale socket left by a
 // crashed agent is replaced; a socket another live agent answers on is not.
 func Listen(path string) (*Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	// The run dir holds the socket and the IPAM store: root's business only.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create directory of status socket %s: %w", path, err)
 	}
 	if err := clearStale(path); err != nil {
