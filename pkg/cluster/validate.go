@@ -104,7 +104,7 @@ func Validate(v View, pol Policy) Snapshot {
 	for i, n := range ordered {
 		peer, reason := ck.peer(i, n, parsed[i])
 		if reason != "" {
-			s.Rejected = append(s.Rejected, Rejection{Node: n, Reason: reason})
+			s.Rejected = append(s.Rejected, Rejection{Node: excerpt(n), Reason: reason})
 			continue
 		}
 		ck.claims.accept(i, len(s.Peers), peer)
@@ -113,6 +113,39 @@ func Validate(v View, pol Policy) Snapshot {
 	slices.SortFunc(s.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(s.Rejected, func(a, b Rejection) int { return strings.Compare(a.Node.Name, b.Node.Name) })
 	return s
+}
+
+// Bounds on what a rejection keeps of a node: a hostile Node with 10,000
+// podCIDRs or a megabyte-long name must not make every log line, status
+// record and cache of the agent carry it.
+const (
+	excerptItems = 4
+	excerptLen   = 80
+)
+
+// excerpt is the part of a rejected node worth showing: the first few
+// addresses and podCIDRs, each cut to a sane length, and how many more.
+func excerpt(n Node) Node {
+	return Node{Name: cut(n.Name), Addresses: firstFew(n.Addresses), PodCIDRs: firstFew(n.PodCIDRs)}
+}
+
+func firstFew(list []string) []string {
+	var out []string
+	for i, s := range list {
+		if i == excerptItems {
+			out = append(out, fmt.Sprintf("(+%d more)", len(list)-excerptItems))
+			break
+		}
+		out = append(out, cut(s))
+	}
+	return out
+}
+
+func cut(s string) string {
+	if len(s) <= excerptLen {
+		return s
+	}
+	return s[:excerptLen] + "…"
 }
 
 // parsedNode is a candidate peer's addresses and podCIDRs, parsed once, or

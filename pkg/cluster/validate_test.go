@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -145,5 +146,42 @@ func TestOwnPodCIDRProblemsAreReported(t *testing.T) {
 	pol.SelfPodCIDRs = pfx("10.244.7.0/24")
 	if s := Validate(v, pol); s.Self.PodCIDRs[0] != pfx("10.244.7.0/24")[0] {
 		t.Fatalf("config podCIDRs did not override: %v", s.Self.PodCIDRs)
+	}
+}
+
+func TestEveryTooWidePodCIDRIsRejected(t *testing.T) {
+	pol := policy()
+	pol.ClusterCIDRs = nil // so width itself must reject them
+	for bits := 0; bits <= 7; bits++ {
+		cidr := fmt.Sprintf("0.0.0.0/%d", bits)
+		s := Validate(view(Node{Name: "wide", Addresses: []string{"192.168.100.50"}, PodCIDRs: []string{cidr}}), pol)
+		if len(s.Peers) != 0 || len(s.Rejected) != 1 {
+			t.Errorf("%s accepted: %+v", cidr, s.Peers)
+		}
+	}
+	for _, c := range []string{"::ffff:10.244.80.0/120", "fe80::/64", "ff02::/16", "169.254.0.0/16", "224.0.0.0/24"} {
+		s := Validate(view(Node{Name: "special", Addresses: []string{"192.168.100.50", "fd00:100::50"}, PodCIDRs: []string{c}}), pol)
+		if len(s.Rejected) != 1 {
+			t.Errorf("%s accepted: %+v", c, s.Peers)
+		}
+	}
+}
+
+func TestRejectionKeepsOnlyAnExcerptOfAHugeNode(t *testing.T) {
+	cidrs := make([]string, 10000)
+	for i := range cidrs {
+		cidrs[i] = fmt.Sprintf("10.%d.%d.0/24", 100+i/256, i%256)
+	}
+	long := strings.Repeat("x", 100000)
+	s := Validate(view(Node{Name: long, Addresses: []string{"192.168.100.50"}, PodCIDRs: cidrs}), policy())
+	if len(s.Rejected) != 1 {
+		t.Fatalf("rejected = %d", len(s.Rejected))
+	}
+	r := s.Rejected[0]
+	if len(r.Node.PodCIDRs) != excerptItems+1 || r.Node.PodCIDRs[excerptItems] != "(+9996 more)" || len(r.Node.Name) > excerptLen+4 {
+		t.Fatalf("rejection keeps %d podCIDRs, name of %d bytes", len(r.Node.PodCIDRs), len(r.Node.Name))
+	}
+	if len(r.Reason) > 400 {
+		t.Fatalf("reason of %d bytes", len(r.Reason))
 	}
 }
