@@ -216,6 +216,13 @@ func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) {
 	}
 }
 
+// subscriptionBuffer is the receive buffer of each netlink subscription.
+// Installing routes for thousands of peers at once emits one event per
+// route; the default buffer (about 200 KiB) overflows, the kernel drops the
+// subscription with ENOBUFS and a renewal and a full extra pass follow.
+// 4 MiB holds the events of tens of thousands of routes.
+const subscriptionBuffer = 4 << 20
+
 // subscribeOnce follows route, link and address events until one of the
 // subscriptions ends.
 func (a *Agent) subscribeOnce(ctx context.Context, kick func(string)) error {
@@ -230,9 +237,12 @@ func (a *Agent) subscribeOnce(ctx context.Context, kick func(string)) error {
 		}
 	}
 	if err := errors.Join(
-		netlink.RouteSubscribeWithOptions(routeCh, sub.Done(), netlink.RouteSubscribeOptions{ErrorCallback: onErr}),
-		netlink.LinkSubscribeWithOptions(linkCh, sub.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr}),
-		netlink.AddrSubscribeWithOptions(addrCh, sub.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr}),
+		netlink.RouteSubscribeWithOptions(routeCh, sub.Done(), netlink.RouteSubscribeOptions{ErrorCallback: onErr,
+			ReceiveBufferSize: subscriptionBuffer, ReceiveBufferForceSize: true}),
+		netlink.LinkSubscribeWithOptions(linkCh, sub.Done(), netlink.LinkSubscribeOptions{ErrorCallback: onErr,
+			ReceiveBufferSize: subscriptionBuffer, ReceiveBufferForceSize: true}),
+		netlink.AddrSubscribeWithOptions(addrCh, sub.Done(), netlink.AddrSubscribeOptions{ErrorCallback: onErr,
+			ReceiveBufferSize: subscriptionBuffer, ReceiveBufferForceSize: true}),
 	); err != nil {
 		return err
 	}
