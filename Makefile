@@ -49,7 +49,7 @@ deps: ## install the Debian packages the tests and the lab need (root)
 tools: ## build the third-party tools tests drive (cached in ~/.cache/kindnet)
 	scripts/tools.sh all
 
-test: deps ## run every test, including the root-only network-namespace and lab tests
+test: deps tools ## run every test, including the root-only network-namespace, lab, runtime and API-server tests
 	$(GO) test -count=1 -timeout 60m ./...
 	$(MAKE) fuzz
 
