@@ -29,7 +29,7 @@ func (l *Lab) StartAgent(n *Node) error {
 	cmd := exec.Command("ip", args...) // ip netns exec execs the agent: same PID
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "KINDNET_CONFIG=") // never pick up the machine's config
-	cmd.Env = filterEnv(cmd.Env)
+	cmd.Env = append(filterEnv(cmd.Env), n.AgentEnv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start agent of %s: %w", n.Name, err)

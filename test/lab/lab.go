@@ -93,6 +93,9 @@ type Node struct {
 	Dir      string       `json:"dir"`
 	AgentPID int          `json:"agentPID"`
 	Pods     []*Pod       `json:"pods"`
+	// AgentEnv is added to the agent's environment (a benchmark's
+	// NOTIFY_SOCKET, say).
+	AgentEnv []string `json:"-"`
 	agent    *exec.Cmd
 	exited   chan struct{}
 }
@@ -211,6 +214,26 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		}
 	}
 	return l, l.Save()
+}
+
+// Bare reserves a lab ID and its state directory and builds nothing: a
+// benchmark or test builds its own namespaces with AddNS and nodes by hand,
+// and Down removes them like those of a full lab.
+func Bare(o Options) (*Lab, error) {
+	o.defaults()
+	id := newID()
+	l := &Lab{ID: id, Dir: filepath.Join(StateRoot, id), Switch: id + "-sw", Opts: o}
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	return l, l.Save()
+}
+
+// AddNS creates the namespace <lab ID>-<suffix> with loopback up and
+// returns its name; Down deletes it.
+func (l *Lab) AddNS(suffix string) (string, error) {
+	name := l.ID + "-" + suffix
+	return name, addNS(name)
 }
 
 // Save writes the lab's state for other processes (down, status).

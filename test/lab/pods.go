@@ -32,11 +32,23 @@ func (m PortMapping) flag() string {
 // CNI plugin the node's agent-written conflist names, as a runtime would,
 // with the given hostPorts.
 func (l *Lab) AddPod(ctx context.Context, n *Node, name string, ports ...PortMapping) (*Pod, error) {
+	p, err := l.wirePod(ctx, n, name, n.CNIConfPath(), ports)
+	if err != nil {
+		return nil, err
+	}
+	n.Pods = append(n.Pods, p)
+	l.Opts.Log("lab %s: pod %s on %s: %s %s", l.ID, p.Name, n.Name, p.IPv4, p.IPv6)
+	return p, nil
+}
+
+// wirePod creates a pod namespace on node n and runs CNI ADD for it with
+// the given conflist and hostPorts.
+func (l *Lab) wirePod(ctx context.Context, n *Node, name, conflist string, ports []PortMapping) (*Pod, error) {
 	p := &Pod{Name: name, Node: n.Name, NS: fmt.Sprintf("%s-%s-%s", l.ID, strings.TrimPrefix(n.NS, l.ID+"-"), name), Ports: ports}
 	if err := addNS(p.NS); err != nil {
 		return nil, err
 	}
-	out, err := l.CNI(ctx, n, "add", p)
+	out, err := l.cniWith(ctx, n, conflist, "add", p)
 	if err != nil {
 		_ = ip("netns", "del", p.NS)
 		return nil, err
@@ -52,8 +64,6 @@ func (l *Lab) AddPod(ctx context.Context, n *Node, name string, ports ...PortMap
 			p.IPv6 = a.Addr()
 		}
 	}
-	n.Pods = append(n.Pods, p)
-	l.Opts.Log("lab %s: pod %s on %s: %s %s", l.ID, p.Name, n.Name, p.IPv4, p.IPv6)
 	return p, nil
 }
 
@@ -75,10 +85,14 @@ func (l *Lab) DelPod(ctx context.Context, p *Pod) error {
 // CNI runs one CNI verb (add, check, del) for pod p through libcni inside
 // the node's namespace, with the node's conflist.
 func (l *Lab) CNI(ctx context.Context, n *Node, verb string, p *Pod) (string, error) {
+	return l.cniWith(ctx, n, n.CNIConfPath(), verb, p)
+}
+
+func (l *Lab) cniWith(ctx context.Context, n *Node, conflist, verb string, p *Pod) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	args := []string{"netns", "exec", n.NS, l.Opts.LabTool, "cni", verb,
-		"--conflist", n.CNIConfPath(), "--bin-dir", l.Opts.CNIBinDir,
+		"--conflist", conflist, "--bin-dir", l.Opts.CNIBinDir,
 		"--cache-dir", filepath.Join(n.Dir, "cni-cache"),
 		"--netns", "/run/netns/" + p.NS, "--container-id", p.NS, "--pod-name", p.Name}
 	for _, m := range p.Ports {
