@@ -83,6 +83,21 @@ bench-kube: deps tools ## Kubernetes source against a real API server: create→
 demo: deps build ## build a 3-node lab in network namespaces, show it working, tear it down (root)
 	./bin/kindnet-lab demo
 
+# Benchmarks (root): results in $(BENCH_OUT); docs/benchmarks.md explains them.
+BENCH_OUT ?= bench/results
+BENCH_NOTES := $(wildcard bench/notes.md)
+BENCH_ARGS := --out $(BENCH_OUT) $(if $(BENCH_NOTES),--notes $(BENCH_NOTES))
+
+.PHONY: bench bench-quick bench-build
+bench-build: build
+	$(GO) build -trimpath -o bin/kindnet-bench ./test/bench/kindnet-bench
+
+bench: deps bench-build ## full benchmark in the lab (root, ~15 min): writes bench/results/<date>-<host>.json and latest.md
+	./bin/kindnet-bench $(BENCH_ARGS)
+
+bench-quick: deps bench-build ## short benchmark (root, < 5 min), same report
+	./bin/kindnet-bench --quick $(BENCH_ARGS)
+
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...

@@ -1,0 +1,286 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+)
+
+// WriteMarkdown writes the human report. Chart file names are relative to
+// the report's directory.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("# kindnet benchmark report\n\n")
+	p("%s run of %s on `%s`, %s.\n\n", r.Mode, r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine.Host, r.Finished.Sub(r.Started).Round(time.Second))
+	p("| machine | |\n| --- | --- |\n")
+	p("| CPU | %s, %d cores |\n| memory | %.1f GiB |\n| kernel | %s |\n", r.Machine.CPUModel, r.Machine.Cores, r.Machine.MemGiB, r.Machine.Kernel)
+	p("| kindnet | %s (built with %s) |\n| iperf3 | %s |\n| ping | %s |\n| iproute2 | %s |\n| benchmark | built with %s |\n",
+		r.Versions.Kindnet, r.Versions.KindnetGo, r.Versions.Iperf3, r.Versions.Ping, r.Versions.IPRoute2, r.Versions.BenchGo)
+	p("| load average (1, 5, 15 min) | %s |\n\n", loads(r.Load))
+	p("Command: `%s`\n\n", r.Command)
+	p("Every figure is the **median** of repeated runs, shown as `median [min – max]`. Every comparison is computed ")
+	p("round by round from two things measured back to back in the same round (a ratio for throughput, a difference ")
+	p("for latency), then summarized the same way. The machine is shared: the load average above was read at the start ")
+	p("and the end of each section. How to read this report: docs/benchmarks.md.\n\n")
+
+	p("## Goals\n\n| goal | target | measured | verdict |\n| --- | --- | --- | --- |\n")
+	for _, g := range r.Goals {
+		m, v := g.Measured, g.Verdict
+		if v == NotMeasured {
+			m = g.Why
+		}
+		if v == Missed {
+			v = "**MISSED**"
+		}
+		p("| %s | %s | %s | %s |\n", g.Name, g.Target, m, v)
+	}
+	p("\n")
+	r.markdownDatapath(w)
+	r.markdownControl(w)
+	r.markdownFootprint(w)
+	p("## Not measured in this run\n\n")
+	for _, m := range r.NotMeasured {
+		p("- %s: not measured — %s.\n", m.What, m.Why)
+	}
+	p("\n")
+	if r.Notes != "" {
+		p("## Analysis\n\nWritten by hand after looking at runs like this one (profiles, code reading); not produced by the run itself.\n\n%s\n", strings.TrimSpace(r.Notes))
+	}
+}
+
+func loads(ls []Load) string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, fmt.Sprintf("%.2f %.2f %.2f (%s)", l.Average[0], l.Average[1], l.Average[2], l.What))
+	}
+	return strings.Join(out, "; ")
+}
+
+func (r *Report) markdownDatapath(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## Datapath\n\n")
+	d := r.Datapath
+	if d == nil {
+		p("Not measured: %s\n\n", orDefault(r.DatapathError, "the section was skipped"))
+		return
+	}
+	if r.DatapathError != "" {
+		p("The section ended early: %s\n\n", r.DatapathError)
+	}
+	p("A lab of two node namespaces on one bridge, two pods per node wired by the CNI config each node's kindnet agent wrote; ")
+	p("%d rounds; in each round every path is measured in turn, the order rotating from round to round. ", d.Options.Rounds)
+	p("Throughput: `iperf3 -t %d -O %d` with 1 and with 4 parallel streams (`-P 4`). ", d.Options.Seconds, d.Options.Omit)
+	p("Latency: %d ICMP echo requests %s apart (`ping -i %.2f`); a run's RTT is the median (and p99) of its replies. ",
+		d.Options.PingCount, time.Duration(d.Options.PingInterval), time.Duration(d.Options.PingInterval).Seconds())
+	p("Load average: %s.\n\n", loads(d.Load))
+	if d.VXLAN.Available {
+		p("VXLAN overlay, built by the benchmark in the same lab as flannel's default backend would: %s.\n\n", d.VXLAN.Note)
+	} else {
+		p("**No VXLAN overlay:** %s\n\n", d.VXLAN.Note)
+	}
+	p("| path | from | to |\n| --- | --- | --- |\n")
+	for _, pt := range d.Paths {
+		p("| %s (`%s`) | %s | %s (%s, %s) |\n", pt.Label, pt.Key, pt.From, pt.To, pt.Addr4, pt.Addr6)
+	}
+	p("\n")
+	for _, fam := range Families {
+		p("### %s\n\n| path | TCP 1 stream (Gbit/s) | TCP 4 streams (Gbit/s) | RTT median (µs) | RTT p99 (µs) |\n| --- | --- | --- | --- | --- |\n", fam)
+		for _, pt := range d.Paths {
+			cells := []string{pt.Label}
+			for _, m := range []string{MetricTCP1, MetricTCP4, MetricRTT, MetricRTT99} {
+				s, _ := d.Find(pt.Key, fam, m)
+				digits := 2
+				if m == MetricRTT || m == MetricRTT99 {
+					digits = 1
+				}
+				cells = append(cells, statCell(s.Stat, digits))
+			}
+			p("| %s |\n", strings.Join(cells, " | "))
+		}
+		p("\n")
+	}
+	p("### Comparisons (same round, A against B)\n\n| A against B | metric | IPv4 | IPv6 |\n| --- | --- | --- | --- |\n")
+	seen := map[string]bool{}
+	for _, c := range d.Comparisons {
+		key := c.A + c.B + c.Metric
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		row := fmt.Sprintf("| %s against %s | %s |", c.A, c.B, compName(c))
+		for _, fam := range Families {
+			cc, ok := d.Compare(c.A, c.B, fam, c.Metric)
+			if !ok {
+				row += " — |"
+				continue
+			}
+			if cc.Kind == "difference" {
+				row += " " + fmtDelta(cc.Stat, "µs", 1) + " |"
+			} else {
+				row += " " + fmtStat(cc.Stat, "×", 3) + " |"
+			}
+		}
+		p("%s\n", row)
+	}
+	p("\n")
+	for _, ch := range r.Charts {
+		if strings.Contains(ch, "throughput") || strings.Contains(ch, "rtt") {
+			p("![%s](%s)\n\n", ch, ch)
+		}
+	}
+	if len(d.Errors) > 0 {
+		p("Runs that failed (left out of the figures):\n\n")
+		for _, e := range d.Errors {
+			p("- %s\n", e)
+		}
+		p("\n")
+	}
+}
+
+func compName(c Comparison) string {
+	if c.Kind == "difference" {
+		return metricName(c.Metric) + ", A − B"
+	}
+	return metricName(c.Metric) + ", A / B"
+}
+
+func statCell(s Stat, digits int) string {
+	if !s.Valid() {
+		return "—"
+	}
+	if s.N == 1 {
+		return fmt.Sprintf("%.*f (1 run)", digits, s.Median)
+	}
+	return fmt.Sprintf("%.*f [%.*f – %.*f]", digits, s.Median, digits, s.Min, digits, s.Max)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func (r *Report) markdownControl(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## Control plane without an API server\n\n")
+	c := r.Control
+	if c == nil {
+		p("Not measured: %s\n\n", orDefault(r.ControlError, "the section was skipped"))
+		return
+	}
+	if r.ControlError != "" {
+		p("The section ended early: %s\n\n", r.ControlError)
+	}
+	p("Each agent runs in a namespace of its own whose one link is on a /12 (and a /64) holding every synthetic peer, ")
+	p("so every peer is on-link; peers are dual-stack, so a cluster of N peers means 2N routes. Load average: %s.\n\n", loads(c.Load))
+	p("### Boot to READY from the cache\n\n")
+	p("The agent's config points at a nodes file that does not exist and its state directory holds a cache of N peers, ")
+	p("written by kindnet's own cache code. The clock starts when the benchmark starts `ip netns exec <ns> kindnet agent` ")
+	p("and stops when READY=1 arrives on the NOTIFY_SOCKET the benchmark listens on; at that moment it counts the kindnet ")
+	p("routes and checks the CNI config. Starting through `ip netns exec` alone takes %s, included in every time below. ", fmtStat(c.WrapperMs, "ms", 1))
+	p("%d boots per size, sizes alternating; RSS (VmRSS) read %s after READY.\n\n", c.Options.Repeats, time.Duration(c.Options.Settle))
+	later := time.Duration(c.Options.RSSAfter)
+	p("| peers | routes expected | boot to READY (ms) | routes at READY | CNI config at READY | RSS after sync (MiB) | peak RSS (MiB) |")
+	if later > 0 {
+		p(" RSS %s later (MiB) | idle CPU (s per minute) |", later)
+	}
+	p("\n| --- | --- | --- | --- | --- | --- | --- |")
+	if later > 0 {
+		p(" --- | --- |")
+	}
+	p("\n")
+	for _, b := range c.Boot {
+		p("| %d | %d | %s | %s | %s | %s | %s |", b.Peers, b.ExpectedRoutes, statCell(b.ReadyMs, 1), ints(b.RoutesAtReady), bools(b.ConflistAtReady),
+			statCell(b.RSSMiB, 1), statCell(b.PeakMiB, 1))
+		if later > 0 {
+			p(" %s | %s |", optF(b.RSSLaterMiB, 1), optF(b.IdleCPUSecPM, 3))
+		}
+		p("\n")
+	}
+	p("\n")
+	for _, ch := range r.Charts {
+		if strings.Contains(ch, "boot") || strings.Contains(ch, "rss") {
+			p("![%s](%s)\n\n", ch, ch)
+		}
+	}
+	if ch := c.Change; ch != nil {
+		p("### One peer changed at %d peers (nodes file)\n\n", ch.Peers)
+		p("An agent boots from a nodes file of %d peers (READY after %.0f ms, one run; the file is parsed as Kubernetes YAML), ", ch.Peers, ch.BootFromFileMs)
+		p("then the file is replaced (write + rename) with one extra peer added, then removed again, alternately. ")
+		p("The benchmark follows the namespace's route notifications (netlink) and, with inotify, when the agent opens the file. ")
+		p("The nodes-file source polls once a second, so the time from the file change includes up to a second of waiting for the next poll; ")
+		p("the time from the agent opening the file is kindnet's own work (parse, validate, reconcile).\n\n")
+		p("| | median [min – max] |\n| --- | --- |\n")
+		p("| file replaced → routes changed | %s |\n| agent opened the file → routes changed | %s |\n", fmtStat(ch.ConvergeMs, "ms", 0), fmtStat(ch.ProcessMs, "ms", 1))
+		p("| RSS after the changes | %.1f MiB (peak %.1f MiB) |\n\n", ch.RSSMiB, ch.PeakMiB)
+		p("| change | file → routes (ms) | agent read → routes (ms) | expected route events | route events seen | route changes logged | reconciles |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, run := range ch.Runs {
+			p("| %s | %.0f | %.1f | %d | %d | %d | %d |\n", run.Kind, run.ConvergeMs, run.ProcessMs, run.ExpectedEvents, run.RouteEvents, run.LoggedChanges, run.Reconciles)
+		}
+		p("\nRoute events are every kindnet route notification in the namespace from the file change until 1.2 s after the ")
+		p("change's last route (one more poll): a change that rewrote all %d routes would show %d.\n\n", 2*ch.Peers, 2*ch.Peers)
+	}
+	if len(c.Errors) > 0 {
+		p("Runs that failed:\n\n")
+		for _, e := range c.Errors {
+			p("- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+		p("\n")
+	}
+}
+
+func ints(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func bools(v []bool) string {
+	n := 0
+	for _, b := range v {
+		if b {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d of %d runs", n, len(v))
+}
+
+func optF(p *float64, digits int) string {
+	if p == nil || math.IsNaN(*p) {
+		return "—"
+	}
+	return fmt.Sprintf("%.*f", digits, *p)
+}
+
+func (r *Report) markdownFootprint(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## Footprint\n\n| what | measured |\n| --- | --- |\n")
+	if b := r.Binary; b != nil {
+		st := "static"
+		if !b.Static {
+			st = "NOT static: " + b.Why
+		}
+		p("| kindnet binary | %.1f MiB (%d bytes), %s |\n", float64(b.Bytes)/(1<<20), b.Bytes, st)
+	}
+	if c := r.Control; c != nil {
+		for _, b := range c.Boot {
+			p("| agent RSS, %d peers, %s after READY | %s |\n", b.Peers, time.Duration(c.Options.Settle), fmtStat(b.RSSMiB, "MiB", 1))
+			if b.RSSLaterMiB != nil {
+				p("| agent RSS, %d peers, %s after READY | %.1f MiB (1 run) |\n", b.Peers, time.Duration(c.Options.RSSAfter), *b.RSSLaterMiB)
+			}
+		}
+		if ev := c.Events; ev != nil && ev.Events > 0 {
+			p("| agent CPU per 1,000 node events | %.2f s (%d events: %d nodes-file rewrites × %d changed peers at %d peers; %.2f s used in %.1f s, minus %.4f s/s idle) |\n",
+				ev.PerThousand, ev.Events, ev.Rewrites, ev.PerRewrite, ev.Peers, ev.CPUSec, ev.ElapsedSec, ev.IdleCPUSecPerSec)
+			p("| file replaced → routes changed, per rewrite of %d peers | %s |\n", ev.PerRewrite, fmtStat(ev.RewriteMs, "ms", 0))
+		}
+	}
+	p("| CNI plugin ADD peak RSS | not measured — %s |\n\n", fromCNI)
+	p("CPU per node event uses the nodes file as the event source: every rewrite makes the agent parse the whole file ")
+	p("(all peers) once, so the figure is an upper bound for the file source; the Kubernetes API source receives one Node at a time.\n\n")
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Env is what every section needs: the binaries under test and a logger.
+type Env struct {
+	Kindnet   string // kindnet binary
+	LabTool   string // kindnet-lab binary (CNI driver of the lab)
+	CNIBinDir string // reference CNI plugins the lab's conflists name
+	Log       func(format string, args ...any)
+}
+
+// Options say what a run measures and how long each measure takes.
+type Options struct {
+	Mode     string // "full" or "quick"
+	Command  string // how the run was started, for the report
+	Datapath *DatapathOptions
+	Control  *ControlOptions
+}
+
+// Full and Quick are the two standard runs: `make bench` and
+// `make bench-quick` (under five minutes on a 2-core machine).
+func Full() Options {
+	return Options{Mode: "full",
+		Datapath: &DatapathOptions{Rounds: 5, Seconds: 4, Omit: 1, PingCount: 300, PingInterval: 10 * time.Millisecond},
+		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 5, Settle: Dur(time.Second), RSSAfter: Dur(time.Minute),
+			ChangePeers: 5000, ChangeRepeats: 6, EventRewrites: 10, EventsPerRewrite: 100, IdleWindow: Dur(10 * time.Second)},
+	}
+}
+
+func Quick() Options {
+	return Options{Mode: "quick",
+		Datapath: &DatapathOptions{Rounds: 3, Seconds: 2, Omit: 0, PingCount: 100, PingInterval: 10 * time.Millisecond},
+		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 3, Settle: Dur(time.Second),
+			ChangePeers: 5000, ChangeRepeats: 2, EventRewrites: 4, EventsPerRewrite: 100, IdleWindow: Dur(3 * time.Second)},
+	}
+}
+
+// Run measures what o asks for and returns the report; a section that
+// fails is recorded in the report and the others still run. It returns an
+// error only when ctx ends (Ctrl-C).
+func Run(ctx context.Context, env Env, o Options) *Report {
+	r := &Report{Schema: SchemaVersion, Mode: o.Mode, Command: o.Command, Started: time.Now().UTC(),
+		Machine: readMachine(), Versions: readVersions(ctx, env.Kindnet), NotMeasured: externalMissing()}
+	r.Load = append(r.Load, readLoad("start"))
+	if b, err := inspectBinary(env.Kindnet); err == nil {
+		r.Binary = &b
+	}
+	if o.Datapath != nil && ctx.Err() == nil {
+		env.Log("bench: datapath (%d rounds)", o.Datapath.Rounds)
+		d, err := RunDatapath(ctx, env, *o.Datapath)
+		r.Datapath = d
+		if err != nil {
+			r.DatapathError = err.Error()
+			env.Log("bench: datapath: %v", err)
+		}
+	}
+	if o.Control != nil && ctx.Err() == nil {
+		env.Log("bench: control plane and footprint")
+		c, err := RunControlPlane(ctx, env, *o.Control)
+		r.Control = c
+		if err != nil {
+			r.ControlError = err.Error()
+			env.Log("bench: control plane: %v", err)
+		}
+	}
+	r.Load = append(r.Load, readLoad("end"))
+	r.Finished = time.Now().UTC()
+	r.EvaluateGoals()
+	return r
+}
+
+// Write saves the JSON record as <date>-<host>[-quick].json, draws the
+// charts and writes latest.md, all in dir. It returns the JSON path.
+func (r *Report) Write(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	name := r.Started.UTC().Format("2006-01-02-1504") + "-" + sanitize(r.Machine.Host)
+	if r.Mode != "full" {
+		name += "-" + r.Mode
+	}
+	jsonPath := filepath.Join(dir, name+".json")
+	var errs []error
+	if err := r.WriteCharts(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.WriteJSON(jsonPath); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.writeMarkdownFile(filepath.Join(dir, "latest.md")); err != nil {
+		errs = append(errs, err)
+	}
+	return jsonPath, errors.Join(errs...)
+}
+
+func (r *Report) writeMarkdownFile(path string) error {
+	var b strings.Builder
+	r.WriteMarkdown(&b)
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// sanitize keeps a host name safe as part of a file name.
+func sanitize(s string) string {
+	if s == "" {
+		return "unknown-host"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// CheckTools says which of the programs the benchmark drives are missing.
+func CheckTools(env Env) error {
+	var missing []string
+	for _, p := range []string{env.Kindnet, env.LabTool} {
+		if _, err := os.Stat(p); err != nil {
+			missing = append(missing, p+" (run make build)")
+		}
+	}
+	for _, p := range []string{"iperf3", "ping", "ip", "nft"} {
+		if _, err := exec.LookPath(p); err != nil {
+			missing = append(missing, p+" (run make deps)")
+		}
+	}
+	for _, p := range []string{"ptp", "host-local", "portmap"} {
+		if _, err := os.Stat(filepath.Join(env.CNIBinDir, p)); err != nil {
+			missing = append(missing, filepath.Join(env.CNIBinDir, p)+" (run make deps)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Budget is how long the timed parts of a run take at least: every iperf3
+// and ping run, the waits for memory readings and the idle CPU window
+// (labs and agents come on top).
+func (o Options) Budget() time.Duration {
+	var b time.Duration
+	if d := o.Datapath; d != nil {
+		paths, families := 4, 2
+		iperfRun := time.Duration(d.Seconds+d.Omit)*time.Second + 300*time.Millisecond
+		pingRun := time.Duration(d.PingCount) * d.PingInterval
+		b += time.Duration(d.Rounds*paths*families) * (2*iperfRun + pingRun)
+		b += time.Duration(paths*families) * time.Second // warm-up iperf3 runs
+	}
+	if c := o.Control; c != nil {
+		b += time.Duration(c.Repeats*len(c.Sizes)) * time.Duration(c.Settle)
+		b += time.Duration(c.RSSAfter)
+		// Each change waits for the next poll of the nodes file (up to a
+		// second) and watches 1.2 s more.
+		b += time.Duration(c.ChangeRepeats) * 2200 * time.Millisecond
+		b += time.Duration(c.EventRewrites)*time.Second + time.Duration(c.IdleWindow) + 2500*time.Millisecond
+	}
+	return b
+}
