@@ -222,7 +222,9 @@ func measureRounds(ctx context.Context, env Env, o DatapathOptions, res *Datapat
 		env.Log("bench: %s: %v", what, err)
 	}
 	for round := 0; round < o.Rounds && ctx.Err() == nil; round++ {
-		env.Log("bench: datapath round %d of %d (load %.2f)", round+1, o.Rounds, readLoad("").Average[0])
+		ld := readLoad(fmt.Sprintf("round %d", round+1))
+		res.Load = append(res.Load, ld)
+		env.Log("bench: datapath round %d of %d (load %.2f)", round+1, o.Rounds, ld.Average[0])
 		// Rotate the order of the paths every round, so no path always
 		// runs first (or right after the same neighbour).
 		order := rotate(res.Paths, round)
