@@ -55,13 +55,14 @@ type BootResult struct {
 
 // ChangeRun is one single-peer change through the nodes file.
 type ChangeRun struct {
-	Kind           string  `json:"kind"` // "add" or "remove"
-	ConvergeMs     float64 `json:"convergeMs"`
-	ProcessMs      float64 `json:"processMs"`
-	ExpectedEvents int     `json:"expectedEvents"`
-	RouteEvents    int     `json:"routeEvents"` // every kindnet route event in the window
-	LoggedChanges  int     `json:"loggedChanges"`
-	Reconciles     int     `json:"reconciles"`
+	Kind           string   `json:"kind"` // "add" or "remove"
+	ConvergeMs     float64  `json:"convergeMs"`
+	ProcessMs      float64  `json:"processMs"`
+	ExpectedEvents int      `json:"expectedEvents"`
+	RouteEvents    int      `json:"routeEvents"` // every kindnet route event in the window
+	LoggedChanges  int      `json:"loggedChanges"`
+	Reconciles     int      `json:"reconciles"`
+	ReconcileWhy   []string `json:"reconcileWhy"` // why each reconcile ran (the agent's debug log)
 }
 
 // ChangeResult is the single-peer change at scale.
@@ -418,13 +419,14 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 		// agent do to the routes shows up here.
 		time.Sleep(1200 * time.Millisecond)
 		run.RouteEvents = len(rw.since(t))
-		run.LoggedChanges, _ = countLogLines(h.n.LogPath(), logOff, "reconciler=routes", "level=INFO")
-		run.Reconciles, _ = countLogLines(h.n.LogPath(), logOff, `msg=reconciled`)
+		run.LoggedChanges, _ = countLogLines(h.n.LogPath(), logOff, isRouteChange)
+		run.ReconcileWhy = reconcileWhys(h.n.LogPath(), logOff)
+		run.Reconciles = len(run.ReconcileWhy)
 		cr.Runs = append(cr.Runs, run)
 		cr.MaxRouteEvents = max(cr.MaxRouteEvents, run.RouteEvents)
 		conv, proc = append(conv, run.ConvergeMs), append(proc, run.ProcessMs)
-		env.Log("bench: %s one peer at %d peers: routes after %.0f ms (%.1f ms after the agent read the file), %d route events, %d reconciles",
-			run.Kind, peers, run.ConvergeMs, run.ProcessMs, run.RouteEvents, run.Reconciles)
+		env.Log("bench: %s one peer at %d peers: routes after %.0f ms (%.1f ms after the agent read the file), %d route events, reconciles: %q",
+			run.Kind, peers, run.ConvergeMs, run.ProcessMs, run.RouteEvents, run.ReconcileWhy)
 	}
 	cr.ConvergeMs, cr.ProcessMs = Summarize("ms", conv), Summarize("ms", proc)
 	if m, err := readProcMem(h.pid()); err == nil {

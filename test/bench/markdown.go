@@ -216,9 +216,10 @@ func (r *Report) markdownControl(w io.Writer) {
 		p("| | median [min – max] |\n| --- | --- |\n")
 		p("| file replaced → routes changed | %s |\n| agent opened the file → routes changed | %s |\n", fmtStat(ch.ConvergeMs, "ms", 0), fmtStat(ch.ProcessMs, "ms", 1))
 		p("| RSS after the changes | %.1f MiB (peak %.1f MiB) |\n\n", ch.RSSMiB, ch.PeakMiB)
-		p("| change | file → routes (ms) | agent read → routes (ms) | expected route events | route events seen | route changes logged | reconciles |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+		p("| change | file → routes (ms) | agent read → routes (ms) | expected route events | route events seen | route changes logged | reconciles (why, from the agent's log) |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, run := range ch.Runs {
-			p("| %s | %.0f | %.1f | %d | %d | %d | %d |\n", run.Kind, run.ConvergeMs, run.ProcessMs, run.ExpectedEvents, run.RouteEvents, run.LoggedChanges, run.Reconciles)
+			p("| %s | %.0f | %.1f | %d | %d | %d | %d: %s |\n", run.Kind, run.ConvergeMs, run.ProcessMs, run.ExpectedEvents, run.RouteEvents, run.LoggedChanges,
+				run.Reconciles, strings.Join(run.ReconcileWhy, "; "))
 		}
 		p("\nRoute events are every kindnet route notification in the namespace from the file change until 1.2 s after the ")
 		p("change's last route (one more poll): a change that rewrote all %d routes would show %d.\n\n", 2*ch.Peers, 2*ch.Peers)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,9 +57,14 @@ func newSynthHost(l *lab.Lab, suffix, cniBinDir, nodesFile, resync string) (h *s
 	}
 	self4, self6 := synthSelfAddrs()
 	// A veth pair gives the namespace a link with carrier (this kernel
-	// may have no dummy driver); both ends stay inside the namespace.
+	// may have no dummy driver); both ends stay inside the namespace. No
+	// IPv6 link-local addresses: their duplicate address detection ends a
+	// second or two later with address events, and every address event
+	// makes the agent reconcile, which would land inside the measurements.
 	for _, args := range [][]string{
 		{"-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p"},
+		{"-n", ns, "link", "set", "eth0", "addrgenmode", "none"},
+		{"-n", ns, "link", "set", "eth0p", "addrgenmode", "none"},
 		{"-n", ns, "link", "set", "eth0p", "up"},
 		{"-n", ns, "link", "set", "eth0", "up"},
 		{"-n", ns, "addr", "add", netip.PrefixFrom(self4, synthNet4.Bits()).String(), "dev", "eth0"},
@@ -335,9 +341,9 @@ func (w *openWatch) close() {
 	<-w.done
 }
 
-// countLogLines counts lines of the agent log after offset that contain
-// every one of the words.
-func countLogLines(path string, offset int64, words ...string) (int, error) {
+// countLogLines counts the lines of the agent log after offset for which
+// match holds.
+func countLogLines(path string, offset int64, match func(line string) bool) (int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -349,16 +355,50 @@ func countLogLines(path string, offset int64, words ...string) (int, error) {
 	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-line:
 	for sc.Scan() {
-		for _, w := range words {
-			if !strings.Contains(sc.Text(), w) {
-				continue line
-			}
+		if match(sc.Text()) {
+			n++
 		}
-		n++
 	}
 	return n, sc.Err()
+}
+
+// isRouteChange matches the agent's log line of one route added,
+// replaced or deleted (routes.Result.Changes, logged one per line).
+func isRouteChange(line string) bool {
+	if !strings.Contains(line, " reconciler=routes") {
+		return false
+	}
+	for _, verb := range []string{`msg="add `, `msg="replace `, `msg="delete `} {
+		if strings.Contains(line, verb) {
+			return true
+		}
+	}
+	return false
+}
+
+// isReconcile matches the agent's debug line closing one reconcile.
+func isReconcile(line string) bool { return strings.Contains(line, " msg=reconciled ") }
+
+// reconcileWhys lists why each reconcile after offset ran, in order.
+func reconcileWhys(path string, offset int64) []string {
+	var out []string
+	_, _ = countLogLines(path, offset, func(line string) bool {
+		if !isReconcile(line) {
+			return false
+		}
+		why := "?"
+		if _, after, ok := strings.Cut(line, " why="); ok {
+			if uq, err := strconv.QuotedPrefix(after); err == nil {
+				why, _ = strconv.Unquote(uq)
+			} else {
+				why, _, _ = strings.Cut(after, " ")
+			}
+		}
+		out = append(out, why)
+		return true
+	})
+	return out
 }
 
 func fileSize(path string) int64 {

@@ -84,3 +84,24 @@ func TestRotateStartsEachRoundWithAnotherPath(t *testing.T) {
 		t.Fatal("rotate changed its input")
 	}
 }
+
+func TestAgentLogLinesAreRecognized(t *testing.T) {
+	for _, c := range []struct {
+		line              string
+		change, reconcile bool
+	}{
+		{`time=2026-11-27T05:29:33.607Z level=INFO msg="add 10.19.137.0/24 via 172.16.19.138 (node node-05001)" reconciler=routes`, true, false},
+		{`time=2026-11-27T05:29:33.607Z level=INFO msg="delete 10.19.137.0/24 via 172.16.19.138" reconciler=routes`, true, false},
+		{`time=2026-11-27T05:29:33.607Z level=INFO msg="replace fd00:10:0:5::/64 via fd00:172:16::6 (node node-00005)" reconciler=routes`, true, false},
+		{`time=2026-11-27T05:29:33.607Z level=INFO msg="peer routed" peer=node-05001 cidr=10.19.137.0/24 reconciler=routes via=172.16.19.138`, false, false},
+		{`time=2026-11-27T05:29:33.607Z level=INFO msg="masquerade table written" reconciler=masquerade table=kindnet`, false, false},
+		{`time=2026-11-27T05:29:33.610Z level=DEBUG msg=reconciled why="source update" summary="routed 5001/5001"`, false, true},
+	} {
+		if got := isRouteChange(c.line); got != c.change {
+			t.Errorf("isRouteChange(%q) = %t", c.line, got)
+		}
+		if got := isReconcile(c.line); got != c.reconcile {
+			t.Errorf("isReconcile(%q) = %t", c.line, got)
+		}
+	}
+}
