@@ -25,7 +25,18 @@ type ControlOptions struct {
 	EventRewrites    int `json:"eventRewrites"`    // nodes-file rewrites for CPU per event
 	EventsPerRewrite int `json:"eventsPerRewrite"` // peers changed by each rewrite
 	IdleWindow       Dur `json:"idleWindow"`       // idle CPU baseline
+
+	// Budget bounds each phase when the agent is slow: a size is booted
+	// again only while its boots so far took less than Budget, and no new
+	// single change or rewrite starts once its phase has run for Budget
+	// (each phase still measures at least once; add and remove at least
+	// once each). Skipped runs are reported.
+	Budget Dur `json:"budget"`
 }
+
+// agentWait bounds every wait for the agent (READY, a route change): far
+// above any goal, so only a stuck or hopelessly slow agent reaches it.
+const agentWait = 3 * time.Minute
 
 // Dur is a time.Duration that JSON shows as "1m0s".
 type Dur time.Duration
@@ -100,6 +111,7 @@ type ControlResult struct {
 	Change    *ChangeResult  `json:"change,omitempty"`
 	Events    *EventsCPU     `json:"events,omitempty"`
 	Errors    []string       `json:"errors,omitempty"`
+	Skipped   []string       `json:"skipped,omitempty"` // runs left out to stay within the time budget
 	Load      []Load         `json:"load"`
 	Seconds   float64        `json:"seconds"`
 }
@@ -195,13 +207,23 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 			_ = k.h.close()
 		}
 	}()
+	spent := map[int]time.Duration{}
 	for rep := 0; rep < o.Repeats; rep++ {
 		for _, size := range rotate(o.Sizes, rep) {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			last := rep == o.Repeats-1 && o.RSSAfter > 0
+			if rep > 0 && o.Budget > 0 && spent[size] > time.Duration(o.Budget) {
+				res.Skipped = append(res.Skipped, fmt.Sprintf("boot %d of %d at %d peers: the boots so far took %s, over the budget of %s",
+					rep+1, o.Repeats, size, spent[size].Round(time.Second), time.Duration(o.Budget)))
+				continue
+			}
+			t0 := time.Now()
 			h, s, ready, err := bootOnce(ctx, env, l, size, rep, time.Duration(o.Settle))
+			spent[size] += time.Since(t0)
+			// The last boot of a size keeps running for the reading a while
+			// after READY: the last repeat, or the last the budget allows.
+			last := o.RSSAfter > 0 && (rep == o.Repeats-1 || o.Budget > 0 && spent[size] > time.Duration(o.Budget))
 			if err != nil {
 				fail(fmt.Sprintf("boot %d peers, run %d", size, rep+1), err)
 				s = bootSample{readyMs: math.NaN()}
@@ -300,7 +322,7 @@ func bootOnce(ctx context.Context, env Env, l *lab.Lab, size, rep int, settle ti
 	if err := h.start(sock.Env()); err != nil {
 		return h, s, time.Time{}, err
 	}
-	ready, err := sock.waitReady(ctx, 60*time.Second, func() bool { return !h.alive() })
+	ready, err := sock.waitReady(ctx, agentWait, func() bool { return !h.alive() })
 	if err != nil {
 		return h, s, time.Time{}, fmt.Errorf("%w; agent log:\n%s", err, tailFile(h.n.LogPath(), 20))
 	}
@@ -365,7 +387,7 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 	if err := h.start(sock.Env(), "KINDNET_LOG_LEVEL=debug"); err != nil {
 		return err
 	}
-	ready, err := sock.waitReady(ctx, 2*time.Minute, func() bool { return !h.alive() })
+	ready, err := sock.waitReady(ctx, agentWait, func() bool { return !h.alive() })
 	if err != nil {
 		return fmt.Errorf("boot from a nodes file of %d peers: %w; agent log:\n%s", peers, err, tailFile(h.n.LogPath(), 20))
 	}
@@ -391,7 +413,13 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 	extra := synthNode(peers+1, false)
 	c4, c6 := synthPodCIDRs(peers + 1)
 	var conv, proc []float64
+	phase := time.Now()
 	for rep := 0; rep < o.ChangeRepeats && ctx.Err() == nil; rep++ {
+		if rep >= 2 && o.Budget > 0 && time.Since(phase) > time.Duration(o.Budget) {
+			res.Skipped = append(res.Skipped, fmt.Sprintf("single changes %d to %d of %d: the changes so far took %s, over the budget of %s",
+				rep+1, o.ChangeRepeats, o.ChangeRepeats, time.Since(phase).Round(time.Second), time.Duration(o.Budget)))
+			break
+		}
 		run := ChangeRun{Kind: "add", ExpectedEvents: 2}
 		v := synthView(peers, nil)
 		if rep%2 == 0 {
@@ -404,7 +432,7 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 		if err := nf.WriteNodesFile(nodeObjects(v)); err != nil {
 			return err
 		}
-		done, err := rw.waitFor(ctx, t, []netip.Prefix{c4, c6}, run.Kind == "remove", 30*time.Second)
+		done, err := rw.waitFor(ctx, t, []netip.Prefix{c4, c6}, run.Kind == "remove", agentWait)
 		if err != nil {
 			fail(fmt.Sprintf("single change %d (%s a peer at %d peers)", rep+1, run.Kind, peers), err)
 			conv, proc = append(conv, math.NaN()), append(proc, math.NaN())
@@ -433,7 +461,7 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 		cr.RSSMiB, cr.PeakMiB = float64(m.RSSKiB)/mib, float64(m.HWMKiB)/mib
 	}
 	if o.EventRewrites > 0 {
-		ev, err := eventsCPU(ctx, env, h, nf, rw, o)
+		ev, err := eventsCPU(ctx, env, h, nf, rw, o, res)
 		res.Events = ev
 		if err != nil {
 			return err
@@ -446,7 +474,7 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 // EventsPerRewrite other peers to their alternative address (one route
 // replaced per peer), waits for the routes each time, and charges the
 // agent's CPU time, minus its idle rate, to those node events.
-func eventsCPU(ctx context.Context, env Env, h *synthHost, nf *lab.Lab, rw *routeWatch, o ControlOptions) (*EventsCPU, error) {
+func eventsCPU(ctx context.Context, env Env, h *synthHost, nf *lab.Lab, rw *routeWatch, o ControlOptions, res *ControlResult) (*EventsCPU, error) {
 	peers, k := o.ChangePeers, o.EventsPerRewrite
 	if o.EventRewrites*k > peers {
 		return nil, fmt.Errorf("%d rewrites of %d peers need more than %d peers", o.EventRewrites, k, peers)
@@ -472,9 +500,15 @@ func eventsCPU(ctx context.Context, env Env, h *synthHost, nf *lab.Lab, rw *rout
 	alt := map[int]bool{}
 	var rewriteMs []float64
 	start := time.Now()
+	done := 0
 	for r := 0; r < o.EventRewrites; r++ {
 		if err := ctx.Err(); err != nil {
 			return ev, err
+		}
+		if r > 0 && o.Budget > 0 && time.Since(start) > time.Duration(o.Budget) {
+			res.Skipped = append(res.Skipped, fmt.Sprintf("rewrites %d to %d of %d for CPU per event: the rewrites so far took %s, over the budget of %s",
+				r+1, o.EventRewrites, o.EventRewrites, time.Since(start).Round(time.Second), time.Duration(o.Budget)))
+			break
 		}
 		var want []netip.Prefix
 		for j := 0; j < k; j++ {
@@ -487,18 +521,20 @@ func eventsCPU(ctx context.Context, env Env, h *synthHost, nf *lab.Lab, rw *rout
 		if err := nf.WriteNodesFile(nodeObjects(synthView(peers, alt))); err != nil {
 			return ev, err
 		}
-		done, err := rw.waitFor(ctx, t, want, false, 30*time.Second)
+		last, err := rw.waitFor(ctx, t, want, false, agentWait)
 		if err != nil {
 			return ev, fmt.Errorf("rewrite %d of %d: %w", r+1, o.EventRewrites, err)
 		}
-		rewriteMs = append(rewriteMs, float64(done.Sub(t).Microseconds())/1000)
+		rewriteMs = append(rewriteMs, float64(last.Sub(t).Microseconds())/1000)
+		done++
 	}
 	ev.ElapsedSec = time.Since(start).Seconds()
 	c2, err := readCPUSeconds(h.pid())
 	if err != nil {
 		return ev, err
 	}
-	ev.Events = o.EventRewrites * k
+	ev.Rewrites = done
+	ev.Events = done * k
 	ev.CPUSec = c2 - c1
 	ev.NetCPUSec = ev.CPUSec - ev.IdleCPUSecPerSec*ev.ElapsedSec
 	ev.PerThousand = ev.NetCPUSec / float64(ev.Events) * 1000

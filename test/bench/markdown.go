@@ -224,6 +224,13 @@ func (r *Report) markdownControl(w io.Writer) {
 		p("\nRoute events are every kindnet route notification in the namespace from the file change until 1.2 s after the ")
 		p("change's last route (one more poll): a change that rewrote all %d routes would show %d.\n\n", 2*ch.Peers, 2*ch.Peers)
 	}
+	if len(c.Skipped) > 0 {
+		p("Runs left out to stay within the time budget (the agent was slow):\n\n")
+		for _, sk := range c.Skipped {
+			p("- %s\n", sk)
+		}
+		p("\n")
+	}
 	if len(c.Errors) > 0 {
 		p("Runs that failed:\n\n")
 		for _, e := range c.Errors {

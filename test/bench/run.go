@@ -33,7 +33,8 @@ func Full() Options {
 	return Options{Mode: "full",
 		Datapath: &DatapathOptions{Rounds: 5, Seconds: 4, Omit: 1, PingCount: 300, PingInterval: 10 * time.Millisecond},
 		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 5, Settle: Dur(time.Second), RSSAfter: Dur(time.Minute),
-			ChangePeers: 5000, ChangeRepeats: 6, EventRewrites: 10, EventsPerRewrite: 100, IdleWindow: Dur(10 * time.Second)},
+			ChangePeers: 5000, ChangeRepeats: 6, EventRewrites: 10, EventsPerRewrite: 100, IdleWindow: Dur(10 * time.Second),
+			Budget: Dur(90 * time.Second)},
 	}
 }
 
@@ -41,7 +42,8 @@ func Quick() Options {
 	return Options{Mode: "quick",
 		Datapath: &DatapathOptions{Rounds: 3, Seconds: 2, Omit: 0, PingCount: 100, PingInterval: 10 * time.Millisecond},
 		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 3, Settle: Dur(time.Second),
-			ChangePeers: 5000, ChangeRepeats: 2, EventRewrites: 4, EventsPerRewrite: 100, IdleWindow: Dur(3 * time.Second)},
+			ChangePeers: 5000, ChangeRepeats: 2, EventRewrites: 4, EventsPerRewrite: 100, IdleWindow: Dur(3 * time.Second),
+			Budget: Dur(20 * time.Second)},
 	}
 }
 
