@@ -342,6 +342,39 @@ func bootOnce(ctx context.Context, env Env, l *lab.Lab, size, rep int, settle ti
 	return h, s, ready, err
 }
 
+// waitQuiet waits until the agent is idle — under 5% of a CPU over two
+// half-second looks in a row — so that work it still does (a reconcile its
+// own route deletion triggered, say) does not land in the next figure.
+func waitQuiet(ctx context.Context, pid int) error {
+	deadline := time.Now().Add(agentWait)
+	prev, err := readCPUSeconds(pid)
+	if err != nil {
+		return err
+	}
+	calm := 0
+	for calm < 2 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the agent (pid %d) stayed busy for %s", pid, agentWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		cur, err := readCPUSeconds(pid)
+		if err != nil {
+			return err
+		}
+		if cur-prev < 0.025 {
+			calm++
+		} else {
+			calm = 0
+		}
+		prev = cur
+	}
+	return nil
+}
+
 func tailFile(path string, lines int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -407,8 +440,12 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 		return err
 	}
 	defer ow.close()
-	// Let the agent pass at least one poll of the unchanged file.
+	// Let the agent pass at least one poll of the unchanged file and
+	// finish whatever it still does.
 	time.Sleep(1500 * time.Millisecond)
+	if err := waitQuiet(ctx, h.pid()); err != nil {
+		return err
+	}
 
 	extra := synthNode(peers+1, false)
 	c4, c6 := synthPodCIDRs(peers + 1)
@@ -443,9 +480,12 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 		if opened, ok := ow.firstAfter(t); ok && !opened.After(done) {
 			run.ProcessMs = float64(done.Sub(opened).Microseconds()) / 1000
 		}
-		// One more poll interval: whatever else this change makes the
-		// agent do to the routes shows up here.
+		// One more poll interval, then until the agent is idle: whatever
+		// else this change makes the agent do shows up here.
 		time.Sleep(1200 * time.Millisecond)
+		if err := waitQuiet(ctx, h.pid()); err != nil {
+			return err
+		}
 		run.RouteEvents = len(rw.since(t))
 		run.LoggedChanges, _ = countLogLines(h.n.LogPath(), logOff, isRouteChange)
 		run.ReconcileWhy = reconcileWhys(h.n.LogPath(), logOff)
@@ -486,6 +526,9 @@ func eventsCPU(ctx context.Context, env Env, h *synthHost, nf *lab.Lab, rw *rout
 		return ev, err
 	}
 	time.Sleep(2500 * time.Millisecond)
+	if err := waitQuiet(ctx, h.pid()); err != nil {
+		return ev, err
+	}
 	c0, err := readCPUSeconds(h.pid())
 	if err != nil {
 		return ev, err

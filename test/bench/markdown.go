@@ -221,8 +221,9 @@ func (r *Report) markdownControl(w io.Writer) {
 			p("| %s | %.0f | %.1f | %d | %d | %d | %d: %s |\n", run.Kind, run.ConvergeMs, run.ProcessMs, run.ExpectedEvents, run.RouteEvents, run.LoggedChanges,
 				run.Reconciles, strings.Join(run.ReconcileWhy, "; "))
 		}
-		p("\nRoute events are every kindnet route notification in the namespace from the file change until 1.2 s after the ")
-		p("change's last route (one more poll): a change that rewrote all %d routes would show %d.\n\n", 2*ch.Peers, 2*ch.Peers)
+		p("\nRoute events are every kindnet route notification in the namespace from the file change until the agent is idle ")
+		p("again (and at least one more poll later); reconciles are those the agent logged in the same time. A change that ")
+		p("rewrote all %d routes would show %d route events.\n\n", 2*ch.Peers, 2*ch.Peers)
 	}
 	if len(c.Skipped) > 0 {
 		p("Runs left out to stay within the time budget (the agent was slow):\n\n")
