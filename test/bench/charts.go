@@ -188,12 +188,14 @@ func (r *Report) WriteCharts(dir string) error {
 	if c := r.Control; c != nil && len(c.Boot) > 0 {
 		var groups []string
 		boot := barSeries{name: "boot to READY from the cache"}
+		floor := barSeries{name: "kernel floor: ip -batch of the same routes"}
 		rss := barSeries{name: "RSS after sync"}
 		later := barSeries{name: fmt.Sprintf("RSS %s later", time.Duration(c.Options.RSSAfter))}
 		hasLater := false
 		for _, b := range c.Boot {
 			groups = append(groups, fmt.Sprintf("%d peers", b.Peers))
 			boot.stats = append(boot.stats, b.ReadyMs)
+			floor.stats = append(floor.stats, b.FloorMs)
 			rss.stats = append(rss.stats, b.RSSMiB)
 			ls := Stat{Median: math.NaN()}
 			if b.RSSLaterMiB != nil {
@@ -201,7 +203,7 @@ func (r *Report) WriteCharts(dir string) error {
 			}
 			later.stats = append(later.stats, ls)
 		}
-		if err := groupedBars(filepath.Join(dir, chartBoot), "Agent boot to READY from the cache", "ms", groups, []barSeries{boot},
+		if err := groupedBars(filepath.Join(dir, chartBoot), "Agent boot to READY from the cache", "ms", groups, []barSeries{boot, floor},
 			[]refLine{{fmt.Sprintf("goal at %d peers: %.0f ms", goalBootPeers, goalBootMs), goalBootMs}}); err != nil {
 			return fmt.Errorf("chart %s: %w", chartBoot, err)
 		}

@@ -7,9 +7,12 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -50,9 +53,14 @@ func (d *Dur) UnmarshalText(b []byte) error {
 
 // BootResult is the boot from cache at one cluster size.
 type BootResult struct {
-	Peers           int    `json:"peers"`
-	ExpectedRoutes  int    `json:"expectedRoutes"`
-	ReadyMs         Stat   `json:"readyMs"`         // agent start → READY=1
+	Peers          int  `json:"peers"`
+	ExpectedRoutes int  `json:"expectedRoutes"`
+	ReadyMs        Stat `json:"readyMs"` // agent start → READY=1
+	// FloorMs is the kernel's part: iproute2 (ip -batch) installing the
+	// same routes in a fresh namespace, right after each boot; OverFloor is
+	// ReadyMs / FloorMs, boot by boot.
+	FloorMs         Stat   `json:"floorMs"`
+	OverFloor       Stat   `json:"overFloor"`
 	RoutesAtReady   []int  `json:"routesAtReady"`   // kindnet routes present when READY=1 arrived
 	ConflistAtReady []bool `json:"conflistAtReady"` // the CNI config existed when READY=1 arrived
 	AllInPlace      bool   `json:"allInPlace"`      // every run had every route and the conflist at READY
@@ -188,6 +196,7 @@ func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds())
 // bootSample is what one boot gave.
 type bootSample struct {
 	readyMs  float64
+	floorMs  float64
 	routes   int
 	conflist bool
 	mem      ProcMem
@@ -228,6 +237,12 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 				fail(fmt.Sprintf("boot %d peers, run %d", size, rep+1), err)
 				s = bootSample{readyMs: math.NaN()}
 			}
+			s.floorMs = math.NaN()
+			if size > 0 && err == nil {
+				if s.floorMs, err = routeFloor(ctx, env, l, size, rep); err != nil {
+					fail(fmt.Sprintf("ip -batch of %d peers' routes, run %d", size, rep+1), err)
+				}
+			}
 			samples[size] = append(samples[size], s)
 			env.Log("bench: boot from cache, %d peers: READY after %.1f ms, %d routes, conflist %t, RSS %.1f MiB",
 				size, s.readyMs, s.routes, s.conflist, float64(s.mem.RSSKiB)/mib)
@@ -244,9 +259,10 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 	}
 	for _, size := range o.Sizes {
 		b := BootResult{Peers: size, ExpectedRoutes: 2 * size, AllInPlace: true}
-		var ready, rss, hwm []float64
+		var ready, floor, rss, hwm []float64
 		for _, s := range samples[size] {
 			ready = append(ready, s.readyMs)
+			floor = append(floor, s.floorMs)
 			rss = append(rss, float64(s.mem.RSSKiB)/mib)
 			hwm = append(hwm, float64(s.mem.HWMKiB)/mib)
 			b.RoutesAtReady = append(b.RoutesAtReady, s.routes)
@@ -258,6 +274,7 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 			}
 		}
 		b.ReadyMs, b.RSSMiB, b.PeakMiB = Summarize("ms", ready), Summarize("MiB", nonZero(rss)), Summarize("MiB", nonZero(hwm))
+		b.FloorMs, b.OverFloor = Summarize("ms", floor), Summarize("×", Pairwise(ready, floor, Ratio))
 		res.Boot = append(res.Boot, b)
 	}
 	// The kept agents have run since their READY; read them once each has
@@ -373,6 +390,43 @@ func waitQuiet(ctx context.Context, pid int) error {
 		prev = cur
 	}
 	return nil
+}
+
+// routeFloor times iproute2 installing the routes an agent with size peers
+// installs (ip -batch, one process), in a fresh namespace like the agent's:
+// what the kernel alone needs, the floor under any boot time.
+func routeFloor(ctx context.Context, env Env, l *lab.Lab, size, rep int) (float64, error) {
+	suffix := fmt.Sprintf("floor%d-%d", size, rep)
+	h, err := newSynthHost(l, suffix, env.CNIBinDir, "", "")
+	if err != nil {
+		return math.NaN(), err
+	}
+	defer h.close()
+	batch := filepath.Join(h.dir, "routes.batch")
+	if err := os.WriteFile(batch, []byte(routeBatch(size)), 0o600); err != nil {
+		return math.NaN(), err
+	}
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, "ip", "-n", h.n.NS, "-batch", batch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return math.NaN(), fmt.Errorf("ip -batch: %v: %s", err, out)
+	}
+	ms := msSince(t0)
+	if n, err := h.countRoutes(); err != nil || n != 2*size {
+		return math.NaN(), fmt.Errorf("ip -batch left %d kindnet routes, want %d (%v)", n, 2*size, err)
+	}
+	return ms, nil
+}
+
+// routeBatch is the agent's routes for size peers as `ip -batch` input.
+func routeBatch(size int) string {
+	var b strings.Builder
+	for i := 1; i <= size; i++ {
+		c4, c6 := synthPodCIDRs(i)
+		fmt.Fprintf(&b, "route add %s via %s proto %d\n", c4, synthAddr4(i, false), routes.Protocol)
+		fmt.Fprintf(&b, "route add %s via %s proto %d\n", c6, synthAddr6(i), routes.Protocol)
+	}
+	return b.String()
 }
 
 func tailFile(path string, lines int) string {

@@ -65,6 +65,9 @@ func TestBootFromCacheIsReadyWithEveryRouteAndTheCNIConfig(t *testing.T) {
 		if b.ReadyMs.N != 2 || !b.AllInPlace || !(b.RSSMiB.Median > 1) {
 			t.Errorf("%d peers: %+v", b.Peers, b)
 		}
+		if wantFloor := b.Peers > 0; b.FloorMs.Valid() != wantFloor || b.OverFloor.Valid() != wantFloor {
+			t.Errorf("%d peers: route-install floor %+v, ratio %+v", b.Peers, b.FloorMs, b.OverFloor)
+		}
 		for _, n := range b.RoutesAtReady {
 			if n != 2*b.Peers {
 				t.Errorf("%d peers: %d routes at READY, want %d", b.Peers, n, 2*b.Peers)

@@ -181,20 +181,22 @@ func (r *Report) markdownControl(w io.Writer) {
 	p("written by kindnet's own cache code. The clock starts when the benchmark starts `ip netns exec <ns> kindnet agent` ")
 	p("and stops when READY=1 arrives on the NOTIFY_SOCKET the benchmark listens on; at that moment it counts the kindnet ")
 	p("routes and checks the CNI config. Starting through `ip netns exec` alone takes %s, included in every time below. ", fmtStat(c.WrapperMs, "ms", 1))
-	p("%d boots per size, sizes alternating; RSS (VmRSS) read %s after READY.\n\n", c.Options.Repeats, time.Duration(c.Options.Settle))
+	p("%d boots per size, sizes alternating; RSS (VmRSS) read %s after READY. ", c.Options.Repeats, time.Duration(c.Options.Settle))
+	p("After each boot, iproute2 installs the same routes in a fresh namespace in one process (`ip -batch`): the time the kernel ")
+	p("alone needs, a floor under any boot time on this machine; `boot / floor` pairs each boot with the floor measured right after it.\n\n")
 	later := time.Duration(c.Options.RSSAfter)
-	p("| peers | routes expected | boot to READY (ms) | routes at READY | CNI config at READY | RSS after sync (MiB) | peak RSS (MiB) |")
+	p("| peers | routes expected | boot to READY (ms) | kernel floor: ip -batch (ms) | boot / floor | routes at READY | CNI config at READY | RSS after sync (MiB) | peak RSS (MiB) |")
 	if later > 0 {
 		p(" RSS %s later (MiB) | idle CPU (s per minute) |", later)
 	}
-	p("\n| --- | --- | --- | --- | --- | --- | --- |")
+	p("\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	if later > 0 {
 		p(" --- | --- |")
 	}
 	p("\n")
 	for _, b := range c.Boot {
-		p("| %d | %d | %s | %s | %s | %s | %s |", b.Peers, b.ExpectedRoutes, statCell(b.ReadyMs, 1), ints(b.RoutesAtReady), bools(b.ConflistAtReady),
-			statCell(b.RSSMiB, 1), statCell(b.PeakMiB, 1))
+		p("| %d | %d | %s | %s | %s | %s | %s | %s | %s |", b.Peers, b.ExpectedRoutes, statCell(b.ReadyMs, 1), statCell(b.FloorMs, 1), statCell(b.OverFloor, 2),
+			ints(b.RoutesAtReady), bools(b.ConflistAtReady), statCell(b.RSSMiB, 1), statCell(b.PeakMiB, 1))
 		if later > 0 {
 			p(" %s | %s |", optF(b.RSSLaterMiB, 1), optF(b.IdleCPUSecPM, 3))
 		}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,22 @@ func TestSyntheticAgentConfigLoadsWithEveryPathInItsDirectory(t *testing.T) {
 		}
 		if wantHour := resync == "1h"; wantHour != (cfg.ResyncInterval.Std() == time.Hour) {
 			t.Errorf("resync %q gave an interval of %s", resync, cfg.ResyncInterval.Std())
+		}
+	}
+}
+
+func TestRouteBatchHoldsTheAgentsRoutes(t *testing.T) {
+	got := strings.Split(strings.TrimSpace(routeBatch(300)), "\n")
+	if len(got) != 600 {
+		t.Fatalf("%d lines, want 600", len(got))
+	}
+	for _, want := range []string{
+		"route add 10.0.1.0/24 via 172.16.0.2 proto 107",
+		"route add fd00:10:0:1::/64 via fd00:172:16::2 proto 107",
+		"route add 10.1.44.0/24 via 172.16.1.45 proto 107",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no line %q in %v…", want, got[:4])
 		}
 	}
 }
