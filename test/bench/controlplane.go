@@ -66,8 +66,9 @@ type BootResult struct {
 	AllInPlace      bool   `json:"allInPlace"`      // every run had every route and the conflist at READY
 	RSSMiB          Stat   `json:"rssMiB"`          // VmRSS after the settle time
 	PeakMiB         Stat   `json:"peakMiB"`         // VmHWM after the settle time
-	// After RSSAfter (one agent, the last repeat): VmRSS and the CPU it
-	// used in that idle time (periodic resyncs included).
+	// After RSSAfter (one agent, the last repeat), once it is idle: VmRSS
+	// and the CPU it used per minute since the settle time (the periodic
+	// resync included: every minute by default).
 	RSSLaterMiB  *float64 `json:"rssLaterMiB,omitempty"`
 	IdleCPUSecPM *float64 `json:"idleCpuSecondsPerMinute,omitempty"`
 }
@@ -208,7 +209,8 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 		h     *synthHost
 		size  int
 		ready time.Time
-		cpu   float64
+		cpu   float64   // CPU seconds used by cpuAt
+		cpuAt time.Time // the settle time after READY
 	}
 	var keep []kept
 	defer func() {
@@ -251,7 +253,7 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 			}
 			if last && err == nil {
 				cpu, _ := readCPUSeconds(h.pid())
-				keep = append(keep, kept{h, size, ready, cpu})
+				keep = append(keep, kept{h, size, ready, cpu, time.Now()})
 			} else {
 				_ = h.close()
 			}
@@ -289,16 +291,18 @@ func bootRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res *C
 			case <-time.After(wait):
 			}
 		}
+		// A periodic resync may be running: read once it is done.
+		qerr := waitQuiet(ctx, k.h.pid())
 		m, err := readProcMem(k.h.pid())
 		cpu, cerr := readCPUSeconds(k.h.pid())
-		if err = errors.Join(err, cerr); err != nil {
+		if err = errors.Join(qerr, err, cerr); err != nil {
 			fail(fmt.Sprintf("memory %s after READY at %d peers", time.Duration(o.RSSAfter), k.size), err)
 			continue
 		}
 		for i := range res.Boot {
 			if res.Boot[i].Peers == k.size {
 				rss := float64(m.RSSKiB) / mib
-				perMin := (cpu - k.cpu) / time.Since(k.ready).Minutes()
+				perMin := (cpu - k.cpu) / time.Since(k.cpuAt).Minutes()
 				res.Boot[i].RSSLaterMiB, res.Boot[i].IdleCPUSecPM = &rss, &perMin
 			}
 		}

@@ -187,7 +187,7 @@ func (r *Report) markdownControl(w io.Writer) {
 	later := time.Duration(c.Options.RSSAfter)
 	p("| peers | routes expected | boot to READY (ms) | kernel floor: ip -batch (ms) | boot / floor | routes at READY | CNI config at READY | RSS after sync (MiB) | peak RSS (MiB) |")
 	if later > 0 {
-		p(" RSS %s later (MiB) | idle CPU (s per minute) |", later)
+		p(" RSS %s later (MiB) | CPU while idle, resync included (s per minute) |", later)
 	}
 	p("\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	if later > 0 {

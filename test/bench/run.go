@@ -32,7 +32,10 @@ type Options struct {
 func Full() Options {
 	return Options{Mode: "full",
 		Datapath: &DatapathOptions{Rounds: 5, Seconds: 4, Omit: 1, PingCount: 300, PingInterval: 10 * time.Millisecond},
-		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 5, Settle: Dur(time.Second), RSSAfter: Dur(time.Minute),
+		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 5, Settle: Dur(time.Second),
+			// A little over the default resync interval (1m), so the
+			// reading comes after the first periodic resync.
+			RSSAfter: Dur(70 * time.Second),
 			ChangePeers: 5000, ChangeRepeats: 6, EventRewrites: 10, EventsPerRewrite: 100, IdleWindow: Dur(10 * time.Second),
 			Budget: Dur(90 * time.Second)},
 	}
