@@ -35,7 +35,7 @@ func Full() Options {
 		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 5, Settle: Dur(time.Second),
 			// A little over the default resync interval (1m), so the
 			// reading comes after the first periodic resync.
-			RSSAfter: Dur(70 * time.Second),
+			RSSAfter:    Dur(70 * time.Second),
 			ChangePeers: 5000, ChangeRepeats: 6, EventRewrites: 10, EventsPerRewrite: 100, IdleWindow: Dur(10 * time.Second),
 			Budget: Dur(90 * time.Second)},
 	}
