@@ -28,6 +28,7 @@ type ControlOptions struct {
 	EventRewrites    int `json:"eventRewrites"`    // nodes-file rewrites for CPU per event
 	EventsPerRewrite int `json:"eventsPerRewrite"` // peers changed by each rewrite
 	IdleWindow       Dur `json:"idleWindow"`       // idle CPU baseline
+	PluginRuns       int `json:"pluginRuns"`       // CNI plugin ADDs whose peak RSS is read
 
 	// Budget bounds each phase when the agent is slow: a size is booted
 	// again only while its boots so far took less than Budget, and no new
@@ -121,6 +122,8 @@ type ControlResult struct {
 	Events    *EventsCPU     `json:"events,omitempty"`
 	Errors    []string       `json:"errors,omitempty"`
 	Skipped   []string       `json:"skipped,omitempty"` // runs left out to stay within the time budget
+	// PluginPeakMiB is the peak RSS of kindnet's CNI plugin during ADD.
+	PluginPeakMiB Stat `json:"pluginPeakMiB"`
 	Load      []Load         `json:"load"`
 	Seconds   float64        `json:"seconds"`
 }
@@ -144,7 +147,7 @@ func RunControlPlane(ctx context.Context, env Env, o ControlOptions) (res *Contr
 	start := time.Now()
 	res = &ControlResult{Options: o}
 	res.Load = append(res.Load, readLoad("control plane start"))
-	l, err := lab.Bare(lab.Options{Kindnet: env.Kindnet, LabTool: env.LabTool, CNIBinDir: env.CNIBinDir, Log: env.Log})
+	l, err := lab.Bare(lab.Options{Kindnet: env.Kindnet, LabTool: env.LabTool, CNIBinDir: env.cniBinDir(), Log: env.Log})
 	if err != nil {
 		return res, err
 	}
@@ -163,6 +166,14 @@ func RunControlPlane(ctx context.Context, env Env, o ControlOptions) (res *Contr
 	}
 	if err := bootRuns(ctx, env, l, o, res, fail); err != nil {
 		return res, err
+	}
+	if o.PluginRuns > 0 {
+		peaks, err := pluginPeakRSS(ctx, env, l, o.PluginRuns)
+		if err != nil {
+			fail("CNI plugin ADD peak RSS", err)
+		}
+		res.PluginPeakMiB = Summarize("MiB", peaks)
+		env.Log("bench: CNI plugin ADD peak RSS %s", fmtStat(res.PluginPeakMiB, "MiB", 1))
 	}
 	if o.ChangePeers > 0 {
 		if err := changeRuns(ctx, env, l, o, res, fail); err != nil {
@@ -327,7 +338,7 @@ func bootOnce(ctx context.Context, env Env, l *lab.Lab, size, rep int, settle ti
 	var s bootSample
 	suffix := fmt.Sprintf("boot%d-%d", size, rep)
 	dir := filepath.Join(l.Dir, suffix)
-	h, err := newSynthHost(l, suffix, env.CNIBinDir, filepath.Join(dir, "nodes-absent.yaml"), "")
+	h, err := newSynthHost(l, suffix, env.cniBinDir(), filepath.Join(dir, "nodes-absent.yaml"), "")
 	if err != nil {
 		return nil, s, time.Time{}, err
 	}
@@ -401,7 +412,7 @@ func waitQuiet(ctx context.Context, pid int) error {
 // what the kernel alone needs, the floor under any boot time.
 func routeFloor(ctx context.Context, env Env, l *lab.Lab, size, rep int) (float64, error) {
 	suffix := fmt.Sprintf("floor%d-%d", size, rep)
-	h, err := newSynthHost(l, suffix, env.CNIBinDir, "", "")
+	h, err := newSynthHost(l, suffix, env.cniBinDir(), "", "")
 	if err != nil {
 		return math.NaN(), err
 	}
@@ -459,7 +470,7 @@ func changeRuns(ctx context.Context, env Env, l *lab.Lab, o ControlOptions, res 
 	nodesFile := filepath.Join(dir, "nodes.yaml")
 	// The resync is moved out of the way so each figure is the work the
 	// change caused, not a periodic resync that happened to fall inside.
-	h, err := newSynthHost(l, "change", env.CNIBinDir, nodesFile, "1h")
+	h, err := newSynthHost(l, "change", env.cniBinDir(), nodesFile, "1h")
 	if err != nil {
 		return err
 	}

@@ -119,7 +119,7 @@ func RunDatapath(ctx context.Context, env Env, o DatapathOptions) (res *Datapath
 	res = &DatapathResult{Options: o}
 	res.Load = append(res.Load, readLoad("datapath start"))
 	l, err := lab.Up(ctx, lab.Options{Nodes: 2, PodsPerNode: 2, Kindnet: env.Kindnet, LabTool: env.LabTool,
-		CNIPlugin: "ptp", CNIBinDir: env.CNIBinDir, Log: env.Log})
+		CNIPlugin: "ptp", CNIBinDir: env.cniBinDir(), Log: env.Log})
 	if err != nil {
 		return res, fmt.Errorf("lab up: %w", err)
 	}

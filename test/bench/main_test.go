@@ -43,8 +43,7 @@ func testEnv(t *testing.T) Env {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
 	}
-	return Env{Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"),
-		CNIBinDir: "/usr/lib/cni", Log: t.Logf}
+	return Env{Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"), Log: t.Logf}
 }
 
 // requireGone fails the test if anything of lab id is left behind.

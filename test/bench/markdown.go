@@ -40,6 +40,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	r.markdownDatapath(w)
 	r.markdownControl(w)
 	r.markdownFootprint(w)
+	r.markdownCNI(w)
+	r.markdownKube(w)
 	p("## Not measured in this run\n\n")
 	for _, m := range r.NotMeasured {
 		p("- %s: not measured — %s.\n", m.What, m.Why)
@@ -291,7 +293,78 @@ func (r *Report) markdownFootprint(w io.Writer) {
 			p("| file replaced → routes changed, per rewrite of %d peers | %s |\n", ev.PerRewrite, fmtStat(ev.RewriteMs, "ms", 0))
 		}
 	}
-	p("| CNI plugin ADD peak RSS | not measured — %s |\n\n", fromCNI)
+	if c := r.Control; c != nil && c.PluginPeakMiB.Valid() {
+		p("| CNI plugin ADD peak RSS (ru_maxrss, %d ADDs) | %s |\n", c.PluginPeakMiB.N, fmtStat(c.PluginPeakMiB, "MiB", 1))
+	} else {
+		p("| CNI plugin ADD peak RSS | not measured |\n")
+	}
+	if s, ok := r.Kube.Metric(benchKubeSync, "rss-MiB"); ok {
+		p("| agent RSS right after a 5,000-node sync through the Kubernetes API | %s |\n", fmtStat(s, "MiB", 1))
+	}
+	p("\n")
 	p("CPU per node event uses the nodes file as the event source: every rewrite makes the agent parse the whole file ")
 	p("(all peers) once, so the figure is an upper bound for the file source; the Kubernetes API source receives one Node at a time.\n\n")
+}
+
+// goBenchHeader says how another piece's benchmark was run.
+func goBenchHeader(w io.Writer, res *GoBenchResult) {
+	fmt.Fprintf(w, "`%s` (%.0f s). Each figure is the median over the %d runs (`-count`), with min and max.\n\n", res.Command, res.Seconds, res.Count)
+	if res.Error != "" {
+		fmt.Fprintf(w, "The benchmark reported an error:\n\n```\n%s\n```\n\n", strings.TrimSpace(res.Error))
+	}
+}
+
+func (r *Report) markdownCNI(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## CNI plugin: ADD and DEL against the reference\n\n")
+	res := r.CNI
+	if res == nil {
+		p("Not measured: %s.\n\n", missingWhy(res, benchCNISeqDual))
+		return
+	}
+	p("kindnet's own plugin and Debian's reference `ptp` + `host-local`, set up alike and alternating run by run (test/cnibench). ")
+	goBenchHeader(w, res)
+	for _, bench := range sortedKeys(res.Metrics) {
+		p("### %s (ms)\n\n| plugin | VERSION p50 | ADD p50 | ADD p99 | DEL p50 | DEL p99 | ADD+DEL p50 | ADD+DEL p99 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n", strings.TrimPrefix(bench, "BenchmarkCNI/"))
+		for _, plugin := range []string{"kindnet", "reference"} {
+			row := "| " + plugin + " |"
+			for _, unit := range []string{"version-p50", "add-p50", "add-p99", "del-p50", "del-p99", "adddel-p50", "adddel-p99"} {
+				s, ok := res.Metric(bench, plugin+"-"+unit+"-ms")
+				if ok {
+					row += " " + statCell(s, 1) + " |"
+				} else {
+					row += " — |"
+				}
+			}
+			p("%s\n", row)
+		}
+		if s, ok := res.Metric(bench, metricCNIRatio); ok {
+			p("\nkindnet ADD+DEL p50 / reference ADD+DEL p50: %s\n", fmtStat(s, "×", 3))
+		}
+		p("\n")
+	}
+}
+
+func (r *Report) markdownKube(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("## Kubernetes API source against a real kube-apiserver\n\n")
+	res := r.Kube
+	if res == nil {
+		p("Not measured: %s.\n\n", missingWhy(res, benchKubeEvent))
+		return
+	}
+	p("Agents in the lab follow Nodes through a real kube-apiserver 1.37 and etcd (test/e2e, `make bench-kube`): ")
+	p("the time from a Node created in the API server to its route on every other lab node, over 100 Nodes per run; ")
+	p("and one agent starting against 5,000 Nodes until its 4,999 routes are installed, with its RSS. ")
+	goBenchHeader(w, res)
+	p("| benchmark | metric | median [min – max] |\n| --- | --- | --- |\n")
+	for _, bench := range sortedKeys(res.Metrics) {
+		for _, unit := range sortedKeys(res.Metrics[bench]) {
+			if unit == "ns/op" {
+				continue
+			}
+			p("| %s | %s | %s |\n", strings.TrimPrefix(bench, "Benchmark"), unit, statCell(res.Metrics[bench][unit], 2))
+		}
+	}
+	p("\n")
 }

@@ -13,18 +13,24 @@ import (
 
 // Env is what every section needs: the binaries under test and a logger.
 type Env struct {
-	Kindnet   string // kindnet binary
-	LabTool   string // kindnet-lab binary (CNI driver of the lab)
-	CNIBinDir string // reference CNI plugins the lab's conflists name
-	Log       func(format string, args ...any)
+	Kindnet string // kindnet binary; also the CNI plugin the conflists name
+	LabTool string // kindnet-lab binary (CNI driver of the lab)
+	Log     func(format string, args ...any)
 }
+
+// cniBinDir holds the plugin the agent-written conflists name: the
+// kindnet binary itself, as "kindnet".
+func (e Env) cniBinDir() string { return filepath.Dir(e.Kindnet) }
 
 // Options say what a run measures and how long each measure takes.
 type Options struct {
 	Mode     string // "full" or "quick"
 	Command  string // how the run was started, for the report
+	Src      string // kindnet's source tree, for the other pieces' Go benchmarks
 	Datapath *DatapathOptions
 	Control  *ControlOptions
+	CNI      *GoBench
+	Kube     *GoBench
 }
 
 // Full and Quick are the two standard runs: `make bench` and
@@ -37,16 +43,26 @@ func Full() Options {
 			// reading comes after the first periodic resync.
 			RSSAfter:    Dur(70 * time.Second),
 			ChangePeers: 5000, ChangeRepeats: 6, EventRewrites: 10, EventsPerRewrite: 100, IdleWindow: Dur(10 * time.Second),
-			Budget: Dur(90 * time.Second)},
+			Budget: Dur(90 * time.Second), PluginRuns: 20},
+		CNI: &GoBench{Key: "cni", What: "CNI ADD/DEL, kindnet vs reference ptp + host-local", Pkg: "test/cnibench",
+			Bench: "BenchmarkCNI", BenchTime: "10x", Count: 3, Timeout: 30 * time.Minute, KindnetEnv: "KINDNET_BIN",
+			Estimate: 6 * time.Minute},
+		Kube: &GoBench{Key: "kube", What: "Kubernetes API source against a real kube-apiserver", Pkg: "test/e2e",
+			Bench: "^BenchmarkKube", BenchTime: "1x", Count: 3, Timeout: 30 * time.Minute, Estimate: 4 * time.Minute},
 	}
 }
 
 func Quick() Options {
 	return Options{Mode: "quick",
-		Datapath: &DatapathOptions{Rounds: 3, Seconds: 2, Omit: 0, PingCount: 100, PingInterval: 10 * time.Millisecond},
+		Datapath: &DatapathOptions{Rounds: 3, Seconds: 2, Omit: 0, PingCount: 50, PingInterval: 10 * time.Millisecond},
 		Control: &ControlOptions{Sizes: []int{0, 1000, 5000}, Repeats: 3, Settle: Dur(time.Second),
 			ChangePeers: 5000, ChangeRepeats: 2, EventRewrites: 4, EventsPerRewrite: 100, IdleWindow: Dur(3 * time.Second),
-			Budget: Dur(20 * time.Second)},
+			Budget: Dur(20 * time.Second), PluginRuns: 5},
+		CNI: &GoBench{Key: "cni", What: "CNI ADD/DEL, kindnet vs reference ptp + host-local", Pkg: "test/cnibench",
+			Bench: "BenchmarkCNI/.*/sequential", BenchTime: "3x", Count: 1, Timeout: 10 * time.Minute, KindnetEnv: "KINDNET_BIN",
+		Estimate: 30 * time.Second},
+		// No Kubernetes benchmarks: a real API server and 5,000 Nodes take
+		// minutes; the full run has them.
 	}
 }
 
@@ -55,7 +71,7 @@ func Quick() Options {
 // error only when ctx ends (Ctrl-C).
 func Run(ctx context.Context, env Env, o Options) *Report {
 	r := &Report{Schema: SchemaVersion, Mode: o.Mode, Command: o.Command, Started: time.Now().UTC(),
-		Machine: readMachine(), Versions: readVersions(ctx, env.Kindnet), NotMeasured: externalMissing()}
+		Machine: readMachine(), Versions: readVersions(ctx, env.Kindnet)}
 	r.Load = append(r.Load, readLoad("start"))
 	if b, err := inspectBinary(env.Kindnet); err == nil {
 		r.Binary = &b
@@ -76,6 +92,19 @@ func Run(ctx context.Context, env Env, o Options) *Report {
 		if err != nil {
 			r.ControlError = err.Error()
 			env.Log("bench: control plane: %v", err)
+		}
+	}
+	for _, gb := range []struct {
+		b   *GoBench
+		dst **GoBenchResult
+	}{{o.CNI, &r.CNI}, {o.Kube, &r.Kube}} {
+		if gb.b == nil || ctx.Err() != nil {
+			continue
+		}
+		res := RunGoBench(ctx, env, o.Src, *gb.b)
+		*gb.dst = res
+		if res.Error != "" {
+			env.Log("bench: %s: %s", gb.b.What, res.Error)
 		}
 	}
 	r.Load = append(r.Load, readLoad("end"))
@@ -140,11 +169,6 @@ func CheckTools(env Env) error {
 			missing = append(missing, p+" (run make deps)")
 		}
 	}
-	for _, p := range []string{"ptp", "host-local", "portmap"} {
-		if _, err := os.Stat(filepath.Join(env.CNIBinDir, p)); err != nil {
-			missing = append(missing, filepath.Join(env.CNIBinDir, p)+" (run make deps)")
-		}
-	}
 	if len(missing) > 0 {
 		return fmt.Errorf("missing: %s", strings.Join(missing, ", "))
 	}
@@ -170,6 +194,11 @@ func (o Options) Budget() time.Duration {
 		// second) and watches 1.2 s more.
 		b += time.Duration(c.ChangeRepeats) * 2200 * time.Millisecond
 		b += time.Duration(c.EventRewrites)*time.Second + time.Duration(c.IdleWindow) + 2500*time.Millisecond
+	}
+	for _, g := range []*GoBench{o.CNI, o.Kube} {
+		if g != nil {
+			b += g.Estimate
+		}
 	}
 	return b
 }

@@ -106,7 +106,7 @@ func TestSyntheticAgentConfigLoadsWithEveryPathInItsDirectory(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	for _, resync := range []string{"1h", ""} {
-		if err := os.WriteFile(path, []byte(synthAgentConfig(dir, filepath.Join(dir, "absent.yaml"), "/usr/lib/cni", resync)), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(synthAgentConfig(dir, filepath.Join(dir, "absent.yaml"), "/usr/lib/kindnet", resync)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		cfg, err := config.Load(config.Sources{File: path, FileRequired: true})

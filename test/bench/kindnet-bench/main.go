@@ -34,7 +34,7 @@ func root() *cobra.Command {
 	self, _ := os.Executable()
 	bin := filepath.Dir(self)
 	var quick bool
-	var out, notes, only string
+	var out, notes, only, src string
 	env := bench.Env{}
 	cmd := &cobra.Command{
 		Use:   "kindnet-bench",
@@ -42,8 +42,10 @@ func root() *cobra.Command {
 		Long: `Measure kindnet in the network-namespace lab: datapath throughput and
 latency (node to node, pod to pod through kindnet, pod to pod on one node,
 pod to pod over a VXLAN overlay), boot to READY from the cache and one peer
-changed at 5,000 peers, memory and CPU. Writes <out>/<date>-<host>.json,
-<out>/latest.md and PNG charts, and prints a summary table.
+changed at 5,000 peers, memory and CPU; then it runs the CNI plugin's and the
+Kubernetes source's own Go benchmarks (go test -bench, from --src) and takes
+their figures. Writes <out>/<date>-<host>.json, <out>/latest.md and PNG
+charts, and prints a summary table.
 
 Interrupting it (Ctrl-C) removes every lab namespace it made and writes
 nothing. If it is killed outright, "kindnet-lab down" removes its labs.`,
@@ -68,6 +70,7 @@ nothing. If it is killed outright, "kindnet-lab down" removes its labs.`,
 				o = bench.Quick()
 			}
 			o.Command = "kindnet-bench " + strings.Join(os.Args[1:], " ")
+			o.Src = src
 			if err := restrict(&o, only); err != nil {
 				return err
 			}
@@ -84,10 +87,10 @@ nothing. If it is killed outright, "kindnet-lab down" removes its labs.`,
 	f.BoolVar(&quick, "quick", false, "the short run (under five minutes): fewer rounds, shorter runs")
 	f.StringVar(&out, "out", "bench/results", "directory for the JSON record, latest.md and the charts")
 	f.StringVar(&notes, "notes", "", "Markdown file of hand-written analysis to include in the report")
-	f.StringVar(&only, "only", "", "measure only these sections, comma-separated: datapath, control")
+	f.StringVar(&only, "only", "", "measure only these sections, comma-separated: datapath, control, cni, kube")
+	f.StringVar(&src, "src", ".", "kindnet's source tree: the CNI and Kubernetes benchmarks run from it with go test")
 	f.StringVar(&env.Kindnet, "kindnet", filepath.Join(bin, "kindnet"), "kindnet binary under test")
 	f.StringVar(&env.LabTool, "lab-tool", filepath.Join(bin, "kindnet-lab"), "kindnet-lab binary (the lab's CNI driver)")
-	f.StringVar(&env.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "directory of the reference CNI plugins (Debian's containernetworking-plugins)")
 	cmd.AddCommand(renderCmd())
 	return cmd
 }
@@ -100,10 +103,10 @@ func restrict(o *bench.Options, only string) error {
 	keep := map[string]bool{}
 	for _, s := range strings.Split(only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "datapath", "control":
+		case "datapath", "control", "cni", "kube":
 			keep[s] = true
 		default:
-			return fmt.Errorf("--only %q: expected datapath and/or control", s)
+			return fmt.Errorf("--only %q: expected datapath, control, cni or kube", s)
 		}
 	}
 	if !keep["datapath"] {
@@ -111,6 +114,12 @@ func restrict(o *bench.Options, only string) error {
 	}
 	if !keep["control"] {
 		o.Control = nil
+	}
+	if !keep["cni"] {
+		o.CNI = nil
+	}
+	if !keep["kube"] {
+		o.Kube = nil
 	}
 	return nil
 }
