@@ -19,6 +19,8 @@ DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins pr
 # throwaway systemd, check the scripts; man-db lets systemd-analyze verify
 # the unit's Documentation=man:… pages.
 DEB_DEPS += lintian rpmlint rpm shellcheck systemd man-db
+# ... and the benchmarks: GNU time reads the CNI plugin's peak memory.
+DEB_DEPS += time
 
 # make packages: where they go and who packs them.
 DIST       ?= dist

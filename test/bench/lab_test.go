@@ -52,7 +52,7 @@ func countTrue(m map[string]bool) int {
 
 func TestBootFromCacheIsReadyWithEveryRouteAndTheCNIConfig(t *testing.T) {
 	env := testEnv(t)
-	o := ControlOptions{Sizes: []int{0, 50}, Repeats: 2, Settle: Dur(100 * time.Millisecond)}
+	o := ControlOptions{Sizes: []int{0, 50}, Repeats: 2, Settle: Dur(100 * time.Millisecond), PluginRuns: 2}
 	c, err := RunControlPlane(context.Background(), env, o)
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +76,9 @@ func TestBootFromCacheIsReadyWithEveryRouteAndTheCNIConfig(t *testing.T) {
 	}
 	if !c.WrapperMs.Valid() {
 		t.Error("the cost of ip netns exec was not measured")
+	}
+	if s := c.PluginPeakMiB; s.N != 2 || !(s.Min > 1) {
+		t.Errorf("CNI plugin ADD peak RSS: %+v", s)
 	}
 }
 

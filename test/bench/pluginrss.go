@@ -8,7 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kindnet-dev/kindnet/test/lab"
@@ -17,7 +18,7 @@ import (
 // pluginPeakRSS runs kindnet's CNI plugin ADD (then DEL) n times for a
 // pod of a fresh node namespace, as a runtime does (CNI_* variables, the
 // network config on stdin), and returns each ADD's peak resident memory
-// (ru_maxrss of the process) in MiB.
+// (the plugin process's ru_maxrss) in MiB.
 func pluginPeakRSS(ctx context.Context, env Env, l *lab.Lab, n int) ([]float64, error) {
 	h, err := newSynthHost(l, "plugin", env.cniBinDir(), "", "")
 	if err != nil {
@@ -51,13 +52,20 @@ func pluginPeakRSS(ctx context.Context, env Env, l *lab.Lab, n int) ([]float64, 
 }
 
 // runPlugin runs one CNI verb of the kindnet plugin inside the node
-// namespace and returns the process's peak RSS in KiB. `ip netns exec`
-// execs the plugin, so the process's ru_maxrss is the plugin's (ip
-// itself stays far smaller).
+// namespace and returns its peak RSS in KiB, as GNU time reports it. The
+// rusage of a process this program starts would not do: Go starts
+// children with vfork, and Linux carries the parent's peak RSS into the
+// child's ru_maxrss at exec; GNU time forks a small process of its own.
 func runPlugin(ctx context.Context, env Env, nodeNS, podNS, verb, id string, conf []byte) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nodeNS, env.Kindnet)
+	rssFile, err := os.CreateTemp("", "kindnet-bench-maxrss-")
+	if err != nil {
+		return 0, err
+	}
+	rssFile.Close()
+	defer os.Remove(rssFile.Name())
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nodeNS, timeBin, "-o", rssFile.Name(), "-f", "%M", env.Kindnet)
 	cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id, "CNI_NETNS=/run/netns/" + podNS,
 		"CNI_IFNAME=eth0", "CNI_PATH=" + env.cniBinDir(), "PATH=" + os.Getenv("PATH")}
 	cmd.Stdin = bytes.NewReader(conf)
@@ -66,10 +74,17 @@ func runPlugin(ctx context.Context, env Env, nodeNS, podNS, verb, id string, con
 	if err := cmd.Run(); err != nil {
 		return 0, fmt.Errorf("kindnet plugin %s: %v: %s", verb, err, out.String())
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok || ru.Maxrss <= 0 {
-		return 0, fmt.Errorf("kindnet plugin %s: no resource usage", verb)
+	b, err := os.ReadFile(rssFile.Name())
+	if err != nil {
+		return 0, err
 	}
-	return ru.Maxrss, nil
+	kib, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || kib <= 0 {
+		return 0, fmt.Errorf("kindnet plugin %s: GNU time said %q", verb, b)
+	}
+	return kib, nil
 }
+
+// timeBin is GNU time (Debian package "time").
+const timeBin = "/usr/bin/time"
 

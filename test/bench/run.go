@@ -164,6 +164,9 @@ func CheckTools(env Env) error {
 			missing = append(missing, p+" (run make build)")
 		}
 	}
+	if _, err := os.Stat(timeBin); err != nil {
+		missing = append(missing, timeBin+" (run make deps)")
+	}
 	for _, p := range []string{"iperf3", "ping", "ip", "nft"} {
 		if _, err := exec.LookPath(p); err != nil {
 			missing = append(missing, p+" (run make deps)")
