@@ -43,6 +43,7 @@ type GoBenchResult struct {
 	Metrics map[string]map[string]Stat `json:"metrics"`
 	Error   string                     `json:"error,omitempty"`
 	Seconds float64                    `json:"seconds"`
+	Load    []Load                     `json:"load"`
 }
 
 // Metric returns one metric of one benchmark.
@@ -58,9 +59,12 @@ func (r *GoBenchResult) Metric(bench, unit string) (Stat, bool) {
 // tree is an error saying so; a failing benchmark keeps the metrics of the
 // runs that finished.
 func RunGoBench(ctx context.Context, env Env, src string, b GoBench) *GoBenchResult {
-	res := &GoBenchResult{GoBench: b}
+	res := &GoBenchResult{GoBench: b, Load: []Load{readLoad(b.Key + " start")}}
 	start := time.Now()
-	defer func() { res.Seconds = time.Since(start).Seconds() }()
+	defer func() {
+		res.Seconds = time.Since(start).Seconds()
+		res.Load = append(res.Load, readLoad(b.Key+" end"))
+	}()
 	if _, err := os.Stat(filepath.Join(src, b.Pkg)); err != nil {
 		res.Error = fmt.Sprintf("%s is not in this source tree (%v)", b.Pkg, err)
 		return res
@@ -104,29 +108,49 @@ var procSuffix = regexp.MustCompile(`-\d+$`)
 
 // parseBenchOutput reads the result lines of `go test -bench`:
 // "BenchmarkX/sub-2  10  2011002027 ns/op  45.46 kindnet-add-p50-ms ...",
-// one value per unit per line, one line per -count run.
+// one value per unit per line, one line per -count run. go test prints the
+// name before it runs the benchmark, so what the benchmark itself prints
+// can end up between the name and its figures, which then start a line of
+// their own ("1  24735804719 ns/op ...").
 func parseBenchOutput(out string) map[string]map[string][]float64 {
 	res := map[string]map[string][]float64{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		if _, err := strconv.Atoi(f[1]); err != nil {
-			continue // a "--- BENCH:" or log line
-		}
-		name := procSuffix.ReplaceAllString(f[0], "")
+	add := func(name string, f []string) {
+		name = procSuffix.ReplaceAllString(name, "")
 		if res[name] == nil {
 			res[name] = map[string][]float64{}
 		}
-		for i := 2; i+1 < len(f); i += 2 {
+		for i := 1; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
 				break
 			}
 			res[name][f[i+1]] = append(res[name][f[i+1]], v)
+		}
+	}
+	// isFigures: an iteration count, then value-unit pairs.
+	isFigures := func(f []string) bool {
+		if len(f) < 3 {
+			return false
+		}
+		_, err1 := strconv.Atoi(f[0])
+		_, err2 := strconv.ParseFloat(f[1], 64)
+		return err1 == nil && err2 == nil
+	}
+	pending := ""
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 0:
+		case strings.HasPrefix(f[0], "Benchmark") && isFigures(f[1:]):
+			add(f[0], f[1:])
+			pending = ""
+		case strings.HasPrefix(f[0], "Benchmark"):
+			pending = f[0] // figures follow after the benchmark's own output
+		case pending != "" && isFigures(f):
+			add(pending, f)
+			pending = ""
 		}
 	}
 	return res

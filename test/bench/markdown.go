@@ -308,7 +308,11 @@ func (r *Report) markdownFootprint(w io.Writer) {
 
 // goBenchHeader says how another piece's benchmark was run.
 func goBenchHeader(w io.Writer, res *GoBenchResult) {
-	fmt.Fprintf(w, "`%s` (%.0f s). Each figure is the median over the %d runs (`-count`), with min and max.\n\n", res.Command, res.Seconds, res.Count)
+	fmt.Fprintf(w, "`%s` (%.0f s). Each figure is the median over the %d runs (`-count`), with min and max.", res.Command, res.Seconds, res.Count)
+	if len(res.Load) > 0 {
+		fmt.Fprintf(w, " Load average: %s.", loads(res.Load))
+	}
+	fmt.Fprintf(w, "\n\n")
 	if res.Error != "" {
 		fmt.Fprintf(w, "The benchmark reported an error:\n\n```\n%s\n```\n\n", strings.TrimSpace(res.Error))
 	}

@@ -246,7 +246,19 @@ func fakeKube(withSync bool) *GoBenchResult {
 	return res
 }
 
+// The Kubernetes benchmark prints a line while it runs: the second run's
+// figures then come on a line of their own.
+const kubeOutput = "created 4999 Nodes in 10.878s\n" +
+	"BenchmarkKubeSync5000-2   \t       1\t26744911729 ns/op\t        32.16 peak-rss-MiB\t         2.892 sync-s\n" +
+	"--- BENCH: BenchmarkKubeSync5000-2\n    kube_bench_test.go:207: 4999 routes installed\n" +
+	"BenchmarkKubeSync5000-2   \tcreated 4999 Nodes in 9.364s\n" +
+	"       1\t24735804719 ns/op\t        38.05 peak-rss-MiB\t         2.966 sync-s\n" +
+	"--- BENCH: BenchmarkKubeSync5000-2\nPASS\nok  \tgithub.com/kindnet-dev/kindnet/test/e2e\t63.425s\n"
+
 func TestBenchOutputGivesEveryMetricOfEveryRun(t *testing.T) {
+	if got := parseBenchOutput(kubeOutput)[benchKubeSync]["sync-s"]; len(got) != 2 || got[1] != 2.966 {
+		t.Fatalf("sync-s over the runs: %v, want both runs, 2.892 and 2.966", got)
+	}
 	m := parseBenchOutput(cniOutput)
 	if len(m) != 2 {
 		t.Fatalf("benchmarks %v, want the dual-stack and the IPv4 one", sortedKeys(m))
