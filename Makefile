@@ -26,7 +26,7 @@ DEB_DEPS += time
 DIST       ?= dist
 MAINTAINER ?= kindnet developers <maintainers@users.noreply.r-seed-3403187e.example>
 
-.PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages bench-kube
+.PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages bench-kube soak
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,15 @@ bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-loca
 
 bench-kube: deps tools ## Kubernetes source against a real API server: create→route latency, 5,000-node sync and RSS (root)
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 30m ./test/e2e/
+
+# The soak (test/e2e/soak_test.go): SOAK long under pod churn, Node
+# changes, agent kills and API outages; it prints a summary and fails on
+# any violation. The go test timeout is SOAK plus 20m for the lab, the last
+# outage and the end checks: Go adds up "20m" and "$(SOAK)" written side by
+# side ("20m10m" is 30m).
+SOAK ?= 10m
+soak: deps tools ## the 3-node lab with a real API server under churn and faults for SOAK (default 10m) (root)
+	KINDNET_SOAK=$(SOAK) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 20m$(SOAK) ./test/e2e/
 
 demo: deps build ## build a 3-node lab in network namespaces, show it working, tear it down (root)
 	./bin/kindnet-lab demo

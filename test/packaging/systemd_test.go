@@ -112,28 +112,8 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 	s.mustRun("dpkg", "-i", "/tmp/kindnet.deb")
 	s.writeFile("/etc/kindnet/config.yaml", sdConfig, 0o644)
 	s.writeFile("/etc/kindnet/nodes.yaml", sdNodes, 0o644)
-	s.writeFile("/etc/systemd/journald.conf.d/kindnet-test.conf", journaldConf, 0o644)
 	s.sh("ip link add eth0 type veth peer name lan0 && ip addr add 10.99.0.1/24 dev eth0 && ip link set lan0 up && ip link set eth0 up")
-
-	units := "/kindnet-test/units"
-	copyUnit := func(from, to string) {
-		b, err := os.ReadFile(s.path(from))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.writeFile(filepath.Join(units, to), string(b), 0o644)
-	}
-	copyUnit("/lib/systemd/system/kindnet.service", "kindnet.service")
-	copyUnit("/lib/systemd/system/kubelet.service.d/10-kindnet.conf", "kubelet.service.d/10-kindnet.conf")
-	for _, u := range []string{"systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket", "systemd-journald-audit.socket"} {
-		copyUnit("/lib/systemd/system/"+u, u)
-	}
-	for _, tgt := range []string{"sysinit", "basic", "sockets", "shutdown", "multi-user", "network", "network-online", "local-fs", "paths", "timers", "slices"} {
-		s.writeFile(filepath.Join(units, tgt+".target"), fmt.Sprintf(stubTarget, tgt), 0o644)
-	}
-	s.writeFile(filepath.Join(units, "kindnet-test.target"), testTarget, 0o644)
-	s.writeFile(filepath.Join(units, "kubelet.service"), stubKubelet, 0o644)
-	s.boot()
+	units := bootWithPackagedUnits(t, s)
 
 	// kubelet pulls kindnet in (Wants=) and starts after it (After=): after
 	// its READY=1, i.e. with the pod network already in place.
@@ -327,4 +307,33 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 			t.Errorf("%s routes via the peers left after purge", got)
 		}
 	})
+}
+
+// bootWithPackagedUnits gives the sandbox's systemd the units the .deb
+// installed (kindnet.service and the kubelet drop-in), journald, the stub
+// kubelet and the stub targets, then boots it. It returns the directory
+// the units are read from (SYSTEMD_UNIT_PATH), for drop-ins.
+func bootWithPackagedUnits(t *testing.T, s *sandbox) string {
+	t.Helper()
+	s.writeFile("/etc/systemd/journald.conf.d/kindnet-test.conf", journaldConf, 0o644)
+	units := "/kindnet-test/units"
+	copyUnit := func(from, to string) {
+		b, err := os.ReadFile(s.path(from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.writeFile(filepath.Join(units, to), string(b), 0o644)
+	}
+	copyUnit("/lib/systemd/system/kindnet.service", "kindnet.service")
+	copyUnit("/lib/systemd/system/kubelet.service.d/10-kindnet.conf", "kubelet.service.d/10-kindnet.conf")
+	for _, u := range []string{"systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket", "systemd-journald-audit.socket"} {
+		copyUnit("/lib/systemd/system/"+u, u)
+	}
+	for _, tgt := range []string{"sysinit", "basic", "sockets", "shutdown", "multi-user", "network", "network-online", "local-fs", "paths", "timers", "slices"} {
+		s.writeFile(filepath.Join(units, tgt+".target"), fmt.Sprintf(stubTarget, tgt), 0o644)
+	}
+	s.writeFile(filepath.Join(units, "kindnet-test.target"), testTarget, 0o644)
+	s.writeFile(filepath.Join(units, "kubelet.service"), stubKubelet, 0o644)
+	s.boot()
+	return units
 }

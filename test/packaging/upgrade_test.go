@@ -1,0 +1,185 @@
+package packaging
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The sandbox is node1 (its own network namespace, where systemd runs the
+// packaged agent); node2 is a namespace inside the sandbox on the same
+// link, with a static route back standing in for node2's own agent. Each
+// has one pod wired by the installed CNI plugin.
+const (
+	upConfig = `# written by the upgrade test
+nodeName: node1
+nodesFile: /etc/kindnet/nodes.yaml
+clusterCIDRs: [10.244.0.0/16]
+`
+	upNodes = `apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Node, metadata: {name: node1}, spec: {podCIDRs: [10.244.1.0/24]}, status: {addresses: [{type: InternalIP, address: 10.99.0.1}]}}
+- {apiVersion: v1, kind: Node, metadata: {name: node2}, spec: {podCIDRs: [10.244.2.0/24]}, status: {addresses: [{type: InternalIP, address: 10.99.0.2}]}}
+`
+	// node2: its end of the link, forwarding, and the route to node1's
+	// pods that node2's agent would install.
+	upNode2 = `set -e
+ip netns add node2
+ip link add eth0 type veth peer name n2
+ip link set n2 netns node2
+ip -n node2 link set n2 name eth0
+ip addr add 10.99.0.1/24 dev eth0
+ip link set eth0 up
+ip -n node2 link set lo up
+ip -n node2 addr add 10.99.0.2/24 dev eth0
+ip -n node2 link set eth0 up
+ip netns exec node2 sysctl -qw net.ipv4.ip_forward=1
+ip -n node2 route add 10.244.1.0/24 via 10.99.0.1 proto static
+`
+)
+
+// upgradePing are the ping's figures: one every 10 ms for 20 s, enough for
+// dpkg -i to stop the old agent and start the new one on a busy machine.
+const (
+	upgradePingCount    = 2000
+	upgradePingInterval = 10 * time.Millisecond
+)
+
+var pingCounts = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
+
+// TestDebUpgradeUnderSystemdLosesNoPacket installs the 1.0.0 .deb in a
+// throwaway systemd sandbox, runs the agent as the packaged unit, wires a
+// pod on this node and one on a second node with the installed CNI plugin,
+// and pings between them every 10 ms while `dpkg -i` upgrades to 1.0.1
+// (its postinst restarts the agent): every echo request is answered.
+func TestDebUpgradeUnderSystemdLosesNoPacket(t *testing.T) {
+	needRoot(t)
+	needTools(t, "unshare", "nsenter", "ip", "ping", "systemctl", "journalctl", "dpkg")
+	if _, err := os.Stat("/lib/systemd/systemd"); err != nil {
+		needTools(t, "systemd")
+	}
+	v1, v2 := packagesFor(t, "1.0.0"), packagesFor(t, "1.0.1")
+	labTool := buildLabTool(t)
+	s := newSandbox(t, systemdMode)
+	s.copyIn(v1.deb, "/tmp/kindnet-v1.deb")
+	s.copyIn(v2.deb, "/tmp/kindnet-v2.deb")
+	b, err := os.ReadFile(labTool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.writeFile("/tmp/kindnet-lab", string(b), 0o755)
+
+	s.mustRun("dpkg", "-i", "/tmp/kindnet-v1.deb")
+	s.writeFile("/etc/kindnet/config.yaml", upConfig, 0o644)
+	s.writeFile("/etc/kindnet/nodes.yaml", upNodes, 0o644)
+	s.sh(upNode2)
+	bootWithPackagedUnits(t, s)
+	s.mustRun("systemctl", "start", "kindnet.service")
+	if k := unitProps(t, s, "kindnet.service", "ActiveState"); k["ActiveState"] != "active" {
+		o, _, _ := s.run("journalctl", "-u", "kindnet", "--no-pager")
+		t.Fatalf("kindnet.service: %v\n%s", k, o)
+	}
+	waitFor(t, "the route to node2's pods", 20*time.Second, func() (bool, string) {
+		r := kindnetRoutes(t, s)
+		return strings.Contains(r, "10.244.2.0/24 via 10.99.0.2"), r
+	})
+
+	// Pod A on node1 through the agent's conflist; pod B on node2 through
+	// the same conflist with node2's range and its own IPAM directory.
+	a := wirePod(t, s, "", "/etc/cni/net.d/10-kindnet.conflist", "pod-a")
+	conf := s.sh("cat /etc/cni/net.d/10-kindnet.conflist")
+	n2conf := strings.ReplaceAll(conf, "10.244.1.0/24", "10.244.2.0/24")
+	n2conf = strings.ReplaceAll(n2conf, `"/run/kindnet/ipam"`, `"/run/kindnet-node2/ipam"`)
+	if n2conf == conf || !strings.Contains(n2conf, "/run/kindnet-node2/ipam") {
+		t.Fatalf("cannot derive node2's conflist from:\n%s", conf)
+	}
+	s.writeFile("/tmp/node2.conflist", n2conf, 0o644)
+	bIP := wirePod(t, s, "node2", "/tmp/node2.conflist", "pod-b")
+	s.mustRun("ip", "netns", "exec", "pod-a", "ping", "-n", "-q", "-c", "3", "-W", "1", bIP)
+	t.Logf("pod-a %s on node1, pod-b %s on node2", a, bIP)
+
+	before := unitProps(t, s, "kindnet.service", "MainPID")
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	pingStart := time.Now()
+	go func() {
+		o, e, err := s.run("ip", "netns", "exec", "pod-a", "ping", "-n", "-q", "-c", strconv.Itoa(upgradePingCount),
+			"-i", strconv.FormatFloat(upgradePingInterval.Seconds(), 'f', 3, 64), "-W", "1", bIP)
+		done <- result{o + e, err}
+	}()
+	time.Sleep(2 * time.Second)
+	upgradeStart := time.Now()
+	s.mustRun("dpkg", "-i", "/tmp/kindnet-v2.deb")
+	upgraded := time.Since(pingStart)
+	now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID")
+	if now["ActiveState"] != "active" || now["MainPID"] == before["MainPID"] {
+		t.Fatalf("the upgrade did not restart the agent: before %v, now %v", before, now)
+	}
+	if v := strings.TrimSpace(s.mustRun("kindnet", "version", "--short")); v != "1.0.1" {
+		t.Fatalf("after the upgrade kindnet is %q, want 1.0.1", v)
+	}
+	t.Logf("dpkg -i 1.0.0 -> 1.0.1 took %s; agent pid %s -> %s", time.Since(upgradeStart).Round(time.Millisecond), before["MainPID"], now["MainPID"])
+	if window := time.Duration(upgradePingCount) * upgradePingInterval; upgraded > window-time.Second {
+		t.Fatalf("the upgrade ended %s into a %s ping: the ping did not cover it", upgraded.Round(time.Millisecond), window)
+	}
+
+	r := <-done
+	m := pingCounts.FindStringSubmatch(r.out)
+	if m == nil {
+		t.Fatalf("ping pod-a -> pod-b: no summary (%v):\n%s", r.err, r.out)
+	}
+	sent, _ := strconv.Atoi(m[1])
+	received, _ := strconv.Atoi(m[2])
+	t.Logf("ping pod-a -> pod-b every %s across the upgrade: %d sent, %d received", upgradePingInterval, sent, received)
+	if sent != upgradePingCount || received != sent {
+		t.Errorf("packets lost across the upgrade: %d sent, %d received:\n%s", sent, received, r.out)
+	}
+}
+
+// wirePod creates a pod namespace inside the sandbox and runs CNI ADD for
+// it with the installed plugin (/opt/cni/bin/kindnet) through libcni
+// (kindnet-lab cni), from inside node namespace node ("" = the sandbox's
+// own). It returns the pod's IPv4 address.
+func wirePod(t *testing.T, s *sandbox, node, conflist, name string) string {
+	t.Helper()
+	s.mustRun("ip", "netns", "add", name)
+	s.mustRun("ip", "-n", name, "link", "set", "lo", "up")
+	args := []string{"/tmp/kindnet-lab", "cni", "add", "--conflist", conflist, "--bin-dir", "/opt/cni/bin",
+		"--cache-dir", "/var/lib/cni-" + name, "--netns", "/run/netns/" + name, "--container-id", name, "--pod-name", name}
+	if node != "" {
+		args = append([]string{"ip", "netns", "exec", node}, args...)
+	}
+	out := s.mustRun(args...)
+	var res struct {
+		IPs []string `json:"ips"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.IPs) == 0 {
+		t.Fatalf("CNI ADD for %s: %v: %q", name, err, out)
+	}
+	ip, _, _ := strings.Cut(res.IPs[0], "/")
+	return ip
+}
+
+// buildLabTool builds kindnet-lab (the libcni driver) for the sandbox.
+func buildLabTool(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "kindnet-lab")
+	cmd := exec.Command("go", "build", "-o", out, "./test/lab/kindnet-lab")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build kindnet-lab: %v\n%s", err, fmt.Sprint(string(b)))
+	}
+	return out
+}
