@@ -84,6 +84,9 @@ type Agent struct {
 	rejected   map[string]string // last logged rejection reason per peer
 	lastStatus string            // last STATUS= line sent to systemd
 	peerStates map[string]string // last logged route state per peer
+	// lastRoutes is the last route reconcile's result: which routes it
+	// wanted in place, to tell a repair from kindnet's own changes.
+	lastRoutes routes.Result
 }
 
 // New builds an agent for the config. It touches nothing on the host.
@@ -159,14 +162,15 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	updates := make(chan cluster.Update, 16)
 	kicks := make(chan string, 1)
+	gone := make(chan []routes.Deleted)
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- a.source.Run(ctx, updates) }()
-	go a.watchNetlink(ctx, kicks)
-	return a.loop(ctx, updates, kicks, srcDone)
+	go a.watchNetlink(ctx, kicks, gone)
+	return a.loop(ctx, updates, kicks, gone, srcDone)
 }
 
 // loop is the single goroutine that owns the agent's state.
-func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <-chan string, srcDone <-chan error) error {
+func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <-chan string, gone <-chan []routes.Deleted, srcDone <-chan error) error {
 	resync := time.NewTicker(a.cfg.ResyncInterval.Std())
 	defer resync.Stop()
 	watchdog := watchdogTicker()
@@ -195,6 +199,10 @@ func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <
 			}
 		case why := <-kicks:
 			schedule(why)
+		case rs := <-gone:
+			if why := a.routesGone(rs); why != "" {
+				schedule(why)
+			}
 		case <-resync.C:
 			schedule("resync")
 		case <-timer.C:

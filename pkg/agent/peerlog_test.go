@@ -11,6 +11,8 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 )
 
+// Routine states (routed, gone) are debug lines, problems (off-link) info
+// lines: at boot with thousands of peers only the problems reach the journal.
 func TestPeerStateChangesAreLoggedOncePerCIDRWithPeerKeys(t *testing.T) {
 	node2 := cluster.Peer{Name: "node2",
 		Addrs:    []netip.Addr{netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("fd00:99::2")},
@@ -24,20 +26,20 @@ func TestPeerStateChangesAreLoggedOncePerCIDRWithPeerKeys(t *testing.T) {
 		want []string
 	}{
 		{"first routed", cluster.Snapshot{Peers: []cluster.Peer{node2}}, routed, []string{
-			`msg="peer routed" peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2`,
-			`msg="peer routed" peer=node2 cidr=fd00:10:244:2::/64 reconciler=routes via=fd00:99::2`,
+			`level=DEBUG msg="peer routed" peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2`,
+			`level=DEBUG msg="peer routed" peer=node2 cidr=fd00:10:244:2::/64 reconciler=routes via=fd00:99::2`,
 		}},
 		{"unchanged: silent", cluster.Snapshot{Peers: []cluster.Peer{node2}}, routed, nil},
 		{"off-link with its reason", cluster.Snapshot{Peers: []cluster.Peer{node2}}, offLink, []string{
-			`msg="peer off-link" peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2 reason="10.99.0.2 is not on-link"`,
-			`msg="peer off-link" peer=node2 cidr=fd00:10:244:2::/64 reconciler=routes via=fd00:99::2 reason="10.99.0.2 is not on-link"`,
+			`level=INFO msg="peer off-link" peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2 reason="10.99.0.2 is not on-link"`,
+			`level=INFO msg="peer off-link" peer=node2 cidr=fd00:10:244:2::/64 reconciler=routes via=fd00:99::2 reason="10.99.0.2 is not on-link"`,
 		}},
-		{"gone", cluster.Snapshot{}, routes.Result{}, []string{`msg="peer no longer routed" peer=node2 reconciler=routes`}},
+		{"gone", cluster.Snapshot{}, routes.Result{}, []string{`level=DEBUG msg="peer no longer routed" peer=node2 reconciler=routes`}},
 	}
 	var buf bytes.Buffer
-	a := &Agent{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+	a := &Agent{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug,
 		ReplaceAttr: func(_ []string, at slog.Attr) slog.Attr {
-			if at.Key == slog.TimeKey || at.Key == slog.LevelKey {
+			if at.Key == slog.TimeKey {
 				return slog.Attr{}
 			}
 			return at

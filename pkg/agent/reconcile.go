@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -28,24 +29,28 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		return
 	}
 	a.logPeers(snap)
-	var failed bool
+	began := time.Now()
+	var failed, masqChanged bool
 	var routeRes routes.Result
 	if a.haveView {
 		start := time.Now()
 		res, err := a.routes.Reconcile(ctx, &snap)
 		routeRes = res
-		a.logChanges("routes", res.Changes, err)
+		a.logRouteChanges(ctx, res)
+		a.logErr("routes", err)
 		a.setRun(run("routes", start, len(res.Changes), err))
 		failed = failed || err != nil
+		a.lastRoutes = res
 
 		start = time.Now()
 		mres, err := a.masq.Reconcile(ctx, &snap)
 		changes := 0
 		if mres.Changed {
 			changes = 1
+			masqChanged = true
 			a.log.Info("masquerade table written", "reconciler", "masquerade", "table", a.cfg.Masquerade.Table, "enabled", a.cfg.Masquerade.Enabled)
 		}
-		a.logChanges("masquerade", nil, err)
+		a.logErr("masquerade", err)
 		a.setRun(run("masquerade", start, changes, err))
 		a.store.Update(func(r *status.Record) { recordMasq(&r.Masquerade, mres) })
 		failed = failed || err != nil
@@ -56,7 +61,7 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	if cres.Written {
 		a.log.Info("CNI config written", "reconciler", "cni", "path", cres.Path, "mtu", cres.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
 	}
-	a.logChanges("cni", nil, err)
+	a.logErr("cni", err)
 	a.setRun(run("cni", start, btoi(cres.Written), err))
 	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
 	failed = failed || err != nil
@@ -75,7 +80,24 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	}
 	a.prev = &snap
 	a.publishStatus()
-	a.log.Debug("reconciled", "why", why, "summary", a.lastStatus)
+	a.logSummary(ctx, why, began, routeRes, masqChanged, cres.Written, failed)
+}
+
+// logSummary closes every reconcile with one line: why it ran and what
+// each reconciler did, in counts. It is at info level when anything changed
+// or failed, and at debug level for a run that found everything in place
+// (the periodic resync), so a quiet node keeps a quiet journal.
+func (a *Agent) logSummary(ctx context.Context, why string, began time.Time, rr routes.Result, masqChanged, cniWritten, failed bool) {
+	level := slog.LevelDebug
+	if failed || len(rr.Changes) > 0 || masqChanged || cniWritten {
+		level = slog.LevelInfo
+	}
+	a.log.Log(ctx, level, "reconciled", "why", why, "summary", a.lastStatus,
+		"duration", time.Since(began).Round(time.Microsecond), "failed", failed,
+		slog.Group("routes", "added", rr.Added, "replaced", rr.Replaced, "removed", rr.Removed,
+			"unchanged", rr.Unchanged, "installed", rr.Installed),
+		slog.Group("masquerade", "changed", masqChanged),
+		slog.Group("cni", "written", cniWritten))
 }
 
 // publishStatus sends systemd the record's one-line summary (STATUS=) when
@@ -152,7 +174,10 @@ func (a *Agent) logPeers(snap cluster.Snapshot) {
 // logPeerStates logs each accepted peer's route state when it changes,
 // one line per pod CIDR with the peer, cidr and via keys, so that under
 // journald `journalctl -u kindnet PEER=node2` (or CIDR=…) tells one peer's
-// story.
+// story. A peer becoming routed, pending or gone is the normal course of
+// things and is logged at debug level (at boot with thousands of peers it
+// is thousands of lines); a peer that cannot be routed (off-link, conflict)
+// is a problem someone must look at and stays at info level.
 func (a *Agent) logPeerStates(snap cluster.Snapshot, rr routes.Result) {
 	now := map[string]string{}
 	for _, p := range snap.Peers {
@@ -173,31 +198,60 @@ func (a *Agent) logPeerStates(snap cluster.Snapshot, rr routes.Result) {
 			if st.Reason != "" {
 				args = append(args, "reason", st.Reason)
 			}
-			a.log.Info("peer "+st.State, args...)
+			a.log.Log(context.Background(), peerStateLevel(st.State), "peer "+st.State, args...)
 		}
 	}
 	for name := range a.peerStates {
 		if _, still := now[name]; !still {
-			a.log.Info("peer no longer routed", "peer", name, "reconciler", "routes")
+			a.log.Debug("peer no longer routed", "peer", name, "reconciler", "routes")
 		}
 	}
 	a.peerStates = now
 }
 
-func (a *Agent) logChanges(reconciler string, changes []string, err error) {
-	for _, c := range changes {
-		a.log.Info(c, "reconciler", reconciler)
+func peerStateLevel(state string) slog.Level {
+	switch state {
+	case routes.StateRouted, routes.StatePending:
+		return slog.LevelDebug
 	}
+	return slog.LevelInfo
+}
+
+// logRouteChanges logs each route change at debug level (the messages are
+// only formatted when debug is on), except a repair: a route the previous
+// reconcile installed or kept that had to be added again, because something
+// outside kindnet removed it. That is logged at info level, since it should
+// not happen and someone may want to know who did it.
+func (a *Agent) logRouteChanges(ctx context.Context, res routes.Result) {
+	debug := a.log.Enabled(ctx, slog.LevelDebug)
+	for _, c := range res.Changes {
+		repaired := c.Verb == routes.VerbAdd && a.lastRoutes.WantsDst(c.Dst)
+		switch {
+		case repaired:
+			a.log.Info("route repaired: it was removed outside kindnet", "reconciler", "routes",
+				"cidr", c.Dst.String(), "via", c.Via.String(), "peer", c.Peer)
+		case debug:
+			args := []any{"reconciler", "routes", "cidr", c.Dst.String()}
+			if c.Peer != "" {
+				args = append(args, "peer", c.Peer)
+			}
+			a.log.Debug(c.String(), args...)
+		}
+	}
+}
+
+func (a *Agent) logErr(reconciler string, err error) {
 	if err != nil {
 		a.log.Error("reconcile failed; will retry", "reconciler", reconciler, "err", err)
 	}
 }
 
-// watchNetlink kicks a reconcile when a kindnet route disappears (someone
-// ran `ip route del`), or when links or addresses change (a peer may have
-// become on-link or off-link). A subscription that breaks is renewed; the
-// periodic resync covers the gap.
-func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) {
+// watchNetlink kicks a reconcile when links or addresses change (a peer may
+// have become on-link or off-link), and hands every deleted kindnet route
+// to the loop on gone, which kicks a reconcile only for a route it wants
+// (someone ran `ip route del`), not for those its own reconcile removed. A
+// subscription that breaks is renewed; the periodic resync covers the gap.
+func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string, gone chan<- []routes.Deleted) {
 	kick := func(why string) {
 		select {
 		case kicks <- why:
@@ -205,7 +259,7 @@ func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) {
 		}
 	}
 	for ctx.Err() == nil {
-		if err := a.subscribeOnce(ctx, kick); err != nil {
+		if err := a.subscribeOnce(ctx, kick, gone); err != nil {
 			a.log.Warn("netlink subscription failed; relying on resync until it is renewed", "err", err)
 		}
 		select {
@@ -224,8 +278,11 @@ func (a *Agent) watchNetlink(ctx context.Context, kicks chan<- string) {
 const subscriptionBuffer = 4 << 20
 
 // subscribeOnce follows route, link and address events until one of the
-// subscriptions ends.
-func (a *Agent) subscribeOnce(ctx context.Context, kick func(string)) error {
+// subscriptions ends. Deleted kindnet routes are collected while the loop
+// is busy and handed over in one batch when it is free: the watcher never
+// blocks, so the kernel's event queue never overflows behind a long
+// reconcile that removes thousands of routes.
+func (a *Agent) subscribeOnce(ctx context.Context, kick func(string), gone chan<- []routes.Deleted) error {
 	sub, cancel := context.WithCancel(ctx)
 	defer cancel()
 	routeCh := make(chan netlink.RouteUpdate, 64)
@@ -246,16 +303,26 @@ func (a *Agent) subscribeOnce(ctx context.Context, kick func(string)) error {
 	); err != nil {
 		return err
 	}
+	var pending []routes.Deleted
 	for {
+		var handOver chan<- []routes.Deleted // nil (never ready) while nothing is pending
+		if len(pending) > 0 {
+			handOver = gone
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case handOver <- pending:
+			pending = nil
 		case u, ok := <-routeCh:
 			if !ok {
 				return errors.New("route subscription closed")
 			}
-			if u.Type == unixRTMDelRoute && u.Protocol == routes.Protocol {
-				kick("kindnet route removed: " + u.Dst.String())
+			if u.Type != unixRTMDelRoute {
+				continue
+			}
+			if d, ok := routes.DeletedOf(u.Route); ok {
+				pending = append(pending, d)
 			}
 		case _, ok := <-linkCh:
 			if !ok {
@@ -269,6 +336,21 @@ func (a *Agent) subscribeOnce(ctx context.Context, kick func(string)) error {
 			kick("address change")
 		}
 	}
+}
+
+// routesGone decides on kindnet routes seen deleted: it returns why a
+// reconcile is due when one of them is a route the last reconcile wanted
+// in place (someone else removed it, so it is repaired at once), and ""
+// when all of them are the last reconcile's own deletions.
+func (a *Agent) routesGone(gone []routes.Deleted) string {
+	for _, d := range gone {
+		if a.lastRoutes.Wanted(d) {
+			// The info line is the reconcile's "route repaired", once.
+			a.log.Debug("wanted kindnet route deleted; reconciling to repair it", "reconciler", "routes", "cidr", d.Dst.String())
+			return "kindnet route removed: " + d.Dst.String()
+		}
+	}
+	return ""
 }
 
 // watchdogTicker ticks at half the systemd watchdog interval, or never.

@@ -8,10 +8,10 @@ package hostnet
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // Facts is what validation needs to know about the host.
@@ -62,27 +62,44 @@ func Read(h *netlink.Handle) (Facts, error) {
 }
 
 // DefaultRoutes lists the main table's default routes of one family.
+//
+// The main table of a node holds one kindnet route per peer pod CIDR, so
+// thousands of routes, and this runs on every reconcile (validation facts,
+// the CNI MTU). The kernel cannot filter a route dump by destination, so the
+// dump still carries every route; what is avoided is keeping them: the
+// iterator drops every other table's route before decoding it, and every
+// route whose destination is not the family's zero prefix before it is
+// collected, so only the default routes are held in memory.
 func DefaultRoutes(h *netlink.Handle, family int) ([]netlink.Route, error) {
-	routes, err := h.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	zero, err := zeroPrefix(family)
 	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
+		return nil, err
 	}
 	var out []netlink.Route
-	for _, r := range routes {
-		if r.Dst == nil || isDefault(r.Dst.IP, r.Dst.Mask) {
-			out = append(out, r)
-		}
+	// Without RT_FILTER_TABLE the library keeps the main table only, and
+	// skips the others before decoding them (unlike RT_FILTER_TABLE, which
+	// decodes every table's routes and then compares). With RT_FILTER_DST a
+	// default route matches its zero prefix: netlink v1.3 decodes a route
+	// without RTA_DST as 0.0.0.0/0 or ::/0, never as a nil Dst.
+	err = h.RouteListFilteredIter(family, &netlink.Route{Dst: zero}, netlink.RT_FILTER_DST, func(r netlink.Route) bool {
+		out = append(out, r)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list default routes: %w", err)
 	}
 	return out, nil
 }
 
-func isDefault(ip []byte, mask []byte) bool {
-	for _, b := range mask {
-		if b != 0 {
-			return false
-		}
+// zeroPrefix is the default route's destination in the family.
+func zeroPrefix(family int) (*net.IPNet, error) {
+	switch family {
+	case netlink.FAMILY_V4:
+		return &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, nil
+	case netlink.FAMILY_V6:
+		return &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, nil
 	}
-	return true
+	return nil, fmt.Errorf("list default routes: family %d is neither IPv4 nor IPv6", family)
 }
 
 func gateways(r netlink.Route) []netip.Addr {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -49,10 +50,79 @@ const (
 
 // Result reports one reconcile.
 type Result struct {
-	Changes   []string // what was added, replaced or deleted, one line each
-	Installed int      // kindnet routes present after the run
-	Peers     map[string]PeerState
+	// Changes are the routes added, replaced or deleted, sorted by
+	// destination. They are values, not text, so a caller that does not log
+	// each one (a boot at info level with thousands of peers) pays nothing
+	// for formatting.
+	Changes []Change
+	// Added, Replaced, Removed and Unchanged count the routes by what
+	// became of them; Unchanged ones were already exactly as wanted.
+	Added, Replaced, Removed, Unchanged int
+	Installed                           int // kindnet routes present after the run
+	Peers                               map[string]PeerState
+	// wanted are the destinations this run left in place (see Wanted).
+	wanted map[netip.Prefix]bool
 }
+
+// Verbs of a Change.
+const (
+	VerbAdd     = "add"
+	VerbReplace = "replace"
+	VerbDelete  = "delete"
+)
+
+// Change is one route the reconcile added, replaced or deleted.
+type Change struct {
+	Verb string // VerbAdd, VerbReplace or VerbDelete
+	Dst  netip.Prefix
+	Via  netip.Addr
+	Peer string // the node the route leads to; empty for a delete
+}
+
+// String is the change as one log message, e.g.
+// "add 10.244.2.0/24 via 192.168.1.2 (node node2)".
+func (c Change) String() string {
+	if c.Verb == VerbDelete {
+		return fmt.Sprintf("%s %s via %s", c.Verb, c.Dst, c.Via)
+	}
+	return fmt.Sprintf("%s %s via %s (node %s)", c.Verb, c.Dst, c.Via, c.Peer)
+}
+
+// Deleted is a kindnet route seen deleted (a netlink RTM_DELROUTE event),
+// reduced to what tells whether a reconcile wanted it: small enough to
+// queue thousands of them when a reconcile removes thousands of routes.
+type Deleted struct {
+	Dst      netip.Prefix
+	Table    int
+	Priority int
+}
+
+// DeletedOf reduces the route of a deletion event; ok is false when the
+// route is not kindnet's (another protocol) or has no usable destination.
+func DeletedOf(rt netlink.Route) (Deleted, bool) {
+	if rt.Protocol != Protocol {
+		return Deleted{}, false
+	}
+	dst, ok := routeDst(rt)
+	return Deleted{Dst: dst, Table: rt.Table, Priority: rt.Priority}, ok
+}
+
+// Wanted reports whether the deleted route is one this reconcile left in
+// place: the main table, a destination it installed or kept, and the
+// metric kindnet installs with. A reconcile deletes only routes it does
+// not want, so such a deletion was made by someone else and needs a repair;
+// any other deletion of a kindnet route (a stale one, or the duplicate with
+// another metric that a replace leaves) needs nothing.
+func (r Result) Wanted(d Deleted) bool {
+	if d.Table != unix.RT_TABLE_MAIN {
+		return false
+	}
+	return r.wanted[d.Dst] && d.Priority == metric(d.Dst)
+}
+
+// WantsDst reports whether this reconcile left a kindnet route to dst in
+// place (installed, replaced or found as wanted).
+func (r Result) WantsDst(dst netip.Prefix) bool { return r.wanted[dst] }
 
 // Route is a desired kindnet route.
 type Route struct {
@@ -75,7 +145,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, snap *cluster.Snapshot) (Res
 	}
 	desired := r.desired(snap, table, &res)
 	var errs []error
-	want := map[netip.Prefix]bool{}
+	want := make(map[netip.Prefix]bool, len(desired))
+	res.wanted = want
+	var failed []netip.Prefix // wanted, but not installed
 	for _, d := range desired {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -83,19 +155,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, snap *cluster.Snapshot) (Res
 		want[d.Dst] = true
 		if cur, ok := table.own[d.Dst]; ok && len(cur) == 1 && sameRoute(cur[0], d) {
 			res.Installed++
+			res.Unchanged++
 			continue
 		}
 		if err := r.Handle.RouteReplace(toNetlink(d)); err != nil {
 			errs = append(errs, fmt.Errorf("add route %s via %s: %w", d.Dst, d.Via, err))
 			res.Peers[d.Peer] = PeerState{State: StateOffLink, Reason: err.Error()}
+			failed = append(failed, d.Dst)
 			continue
 		}
 		res.Installed++
-		verb := "add"
+		verb := VerbAdd
 		if _, ok := table.own[d.Dst]; ok {
-			verb = "replace"
+			verb = VerbReplace
+			res.Replaced++
+		} else {
+			res.Added++
 		}
-		res.Changes = append(res.Changes, verb+" "+d.String())
+		res.Changes = append(res.Changes, Change{Verb: verb, Dst: d.Dst, Via: d.Via, Peer: d.Peer})
 		// A replace leaves extra kindnet routes with the same destination
 		// but another metric; those are stale.
 		for _, cur := range table.own[d.Dst] {
@@ -112,7 +189,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, snap *cluster.Snapshot) (Res
 			errs = append(errs, r.delete(rt, &res))
 		}
 	}
-	slices.Sort(res.Changes)
+	// The stale routes are gone; from here on wanted means "in place as
+	// wanted", so a route that could not be installed is not in it.
+	for _, dst := range failed {
+		delete(want, dst)
+	}
+	slices.SortFunc(res.Changes, func(a, b Change) int {
+		if c := a.Dst.Addr().Compare(b.Dst.Addr()); c != 0 {
+			return c
+		}
+		if c := a.Dst.Bits() - b.Dst.Bits(); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Verb, b.Verb)
+	})
 	return res, errors.Join(errs...)
 }
 
@@ -120,7 +210,10 @@ func (r *Reconciler) delete(rt netlink.Route, res *Result) error {
 	if err := r.Handle.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("delete stale route %s: %w", rt.Dst, err)
 	}
-	res.Changes = append(res.Changes, fmt.Sprintf("delete %s via %s", rt.Dst, rt.Gw))
+	dst, _ := routeDst(rt)
+	gw, _ := netip.AddrFromSlice(rt.Gw)
+	res.Changes = append(res.Changes, Change{Verb: VerbDelete, Dst: dst, Via: gw.Unmap()})
+	res.Removed++
 	return nil
 }
 

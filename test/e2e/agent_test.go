@@ -124,10 +124,22 @@ func TestTrafficLeavingTheClusterIsMasqueradedAndPodToPodIsNot(t *testing.T) {
 	}
 }
 
-func TestNodeRemovedFromNodesFileLosesItsRoutesOnEveryNode(t *testing.T) {
-	l := newLab(t, labOptions(t))
+// A node leaving costs each remaining node exactly one reconcile: the
+// deletions of node3's routes that the reconcile makes itself must not kick
+// a second one through the netlink watch.
+func TestNodeRemovedFromNodesFileLosesItsRoutesOnEveryNodeInOneReconcile(t *testing.T) {
+	o := labOptions(t)
+	o.AgentArgs = []string{"--resync-interval=1h"} // no resync among the counted reconciles
+	l := newLab(t, o)
 	objs := l.Objects()
 	converged(t, l, objs, 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // let the convergence's own reconciles finish
+	offsets := map[string]int64{}
+	for _, n := range l.Nodes[:2] {
+		if fi, err := os.Stat(n.LogPath()); err == nil {
+			offsets[n.Name] = fi.Size()
+		}
+	}
 	remaining := objs[:2] // node3 leaves the cluster
 	if err := l.WriteNodesFile(remaining); err != nil {
 		t.Fatal(err)
@@ -139,6 +151,29 @@ func TestNodeRemovedFromNodesFileLosesItsRoutesOnEveryNode(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	time.Sleep(time.Second) // time for a wrongly kicked second reconcile to show in the log
+	for _, n := range l.Nodes[:2] {
+		b, _ := os.ReadFile(n.LogPath())
+		var whys []string
+		updates, repairs := 0, 0
+		for _, line := range strings.Split(string(b[offsets[n.Name]:]), "\n") {
+			if _, after, ok := strings.Cut(line, " msg=reconciled why="); ok {
+				why, _, _ := strings.Cut(after, " summary=")
+				whys = append(whys, why)
+				switch {
+				case why == `"source update"`:
+					updates++
+				case strings.HasPrefix(why, `"kindnet route removed`):
+					repairs++
+				}
+			}
+		}
+		// Link and address changes of the lab's pod veths may still kick
+		// reconciles of their own; those are not what is counted here.
+		if updates != 1 || repairs != 0 {
+			t.Errorf("%s: reconciles after node3 left: %q, want one for the source update and none for a route removal", n.Name, whys)
+		}
 	}
 }
 

@@ -174,7 +174,8 @@ func (f probeFailure) String() string {
 }
 
 // round probes every ordered pair of the pods live now, both families, and
-// returns the pairs that failed while both pods stayed live.
+// returns the pairs that failed while both pods stayed live. A round cut
+// short by the end of ctx counts nothing.
 func (pr *prober) round(ctx context.Context, reg *podRegistry) []probeFailure {
 	pr.mu.Lock()
 	var pods []*soakPod
@@ -219,6 +220,12 @@ func (pr *prober) round(ctx context.Context, reg *podRegistry) []probeFailure {
 		waiting = still
 	}
 	pr.forget(probes)
+	if ctx.Err() != nil {
+		// The soak ended during this round and cut its waits short: its
+		// unanswered pairs prove nothing. finish() probes the whole
+		// matrix again with nothing in flight.
+		return nil
+	}
 	pr.rounds.Add(1)
 	pr.pairsChecked.Add(int64(len(probes)))
 	var failed []probeFailure

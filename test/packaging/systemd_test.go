@@ -13,10 +13,14 @@ import (
 // The lab node inside the systemd sandbox: node1 with two peers on its
 // link, as the packaged config would describe a real node.
 const (
+	// logLevel debug: a routed peer and each route change are debug lines
+	// (info has one summary per reconcile), and the journal-field and
+	// upgrade checks below read them.
 	sdConfig = `# written by the systemd sandbox test
 nodeName: node1
 nodesFile: /etc/kindnet/nodes.yaml
 clusterCIDRs: [10.244.0.0/16]
+logLevel: debug
 `
 	sdNodes = `apiVersion: v1
 kind: List
@@ -258,10 +262,20 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 			t.Errorf("the restarted agent is not the new version:\n%s", since)
 		}
 		// The new agent adopts the routes it finds: it adds or deletes none.
+		summaries := 0
 		for _, l := range strings.Split(since, "\n") {
 			if strings.HasPrefix(l, "add ") || strings.HasPrefix(l, "delete ") || strings.HasPrefix(l, "replace ") {
 				t.Errorf("the upgrade changed a route: %s", l)
 			}
+			if strings.HasPrefix(l, "reconciled why=") {
+				summaries++
+				if !strings.Contains(l, " routes.added=0 routes.replaced=0 routes.removed=0 ") {
+					t.Errorf("the upgrade changed a route: %s", l)
+				}
+			}
+		}
+		if summaries == 0 {
+			t.Errorf("the restarted agent logged no reconcile summary:\n%s", since)
 		}
 		if k := unitProps(t, s, "kubelet.service", "MainPID"); k["MainPID"] != kubelet["MainPID"] {
 			t.Errorf("the upgrade restarted kubelet: %v -> %v", kubelet, k)
