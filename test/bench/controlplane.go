@@ -123,9 +123,9 @@ type ControlResult struct {
 	Errors    []string       `json:"errors,omitempty"`
 	Skipped   []string       `json:"skipped,omitempty"` // runs left out to stay within the time budget
 	// PluginPeakMiB is the peak RSS of kindnet's CNI plugin during ADD.
-	PluginPeakMiB Stat `json:"pluginPeakMiB"`
-	Load      []Load         `json:"load"`
-	Seconds   float64        `json:"seconds"`
+	PluginPeakMiB Stat    `json:"pluginPeakMiB"`
+	Load          []Load  `json:"load"`
+	Seconds       float64 `json:"seconds"`
 }
 
 // BootAt returns the boot result for a cluster size.

@@ -87,4 +87,3 @@ func runPlugin(ctx context.Context, env Env, nodeNS, podNS, verb, id string, con
 
 // timeBin is GNU time (Debian package "time").
 const timeBin = "/usr/bin/time"
-

@@ -60,7 +60,7 @@ func Quick() Options {
 			Budget: Dur(20 * time.Second), PluginRuns: 5},
 		CNI: &GoBench{Key: "cni", What: "CNI ADD/DEL, kindnet vs reference ptp + host-local", Pkg: "test/cnibench",
 			Bench: "BenchmarkCNI/.*/sequential", BenchTime: "3x", Count: 1, Timeout: 10 * time.Minute, KindnetEnv: "KINDNET_BIN",
-		Estimate: 30 * time.Second},
+			Estimate: 30 * time.Second},
 		// No Kubernetes benchmarks: a real API server and 5,000 Nodes take
 		// minutes; the full run has them.
 	}

@@ -363,8 +363,9 @@ func countLogLines(path string, offset int64, match func(line string) bool) (int
 	return n, sc.Err()
 }
 
-// isRouteChange matches the agent's log line of one route added,
-// replaced or deleted (routes.Result.Changes, logged one per line).
+// isRouteChange matches the agent's debug line of one route added,
+// replaced or deleted (routes.Result.Changes, logged one per line at debug
+// level: the single-change runs start the agent with KINDNET_LOG_LEVEL=debug).
 func isRouteChange(line string) bool {
 	if !strings.Contains(line, " reconciler=routes") {
 		return false
@@ -377,7 +378,8 @@ func isRouteChange(line string) bool {
 	return false
 }
 
-// isReconcile matches the agent's debug line closing one reconcile.
+// isReconcile matches the agent's line closing one reconcile (info when
+// it changed something, debug otherwise).
 func isReconcile(line string) bool { return strings.Contains(line, " msg=reconciled ") }
 
 // reconcileWhys lists why each reconcile after offset ran, in order.

@@ -90,12 +90,14 @@ func TestAgentLogLinesAreRecognized(t *testing.T) {
 		line              string
 		change, reconcile bool
 	}{
-		{`time=2026-11-27T05:29:33.607Z level=INFO msg="add 10.19.137.0/24 via 172.16.19.138 (node node-05001)" reconciler=routes`, true, false},
-		{`time=2026-11-27T05:29:33.607Z level=INFO msg="delete 10.19.137.0/24 via 172.16.19.138" reconciler=routes`, true, false},
-		{`time=2026-11-27T05:29:33.607Z level=INFO msg="replace fd00:10:0:5::/64 via fd00:172:16::6 (node node-00005)" reconciler=routes`, true, false},
-		{`time=2026-11-27T05:29:33.607Z level=INFO msg="peer routed" peer=node-05001 cidr=10.19.137.0/24 reconciler=routes via=172.16.19.138`, false, false},
+		{`time=2026-11-27T05:29:33.607Z level=DEBUG msg="add 10.19.137.0/24 via 172.16.19.138 (node node-05001)" reconciler=routes cidr=10.19.137.0/24 peer=node-05001`, true, false},
+		{`time=2026-11-27T05:29:33.607Z level=DEBUG msg="delete 10.19.137.0/24 via 172.16.19.138" reconciler=routes cidr=10.19.137.0/24`, true, false},
+		{`time=2026-11-27T05:29:33.607Z level=DEBUG msg="replace fd00:10:0:5::/64 via fd00:172:16::6 (node node-00005)" reconciler=routes cidr=fd00:10:0:5::/64 peer=node-00005`, true, false},
+		{`time=2026-11-27T05:29:33.607Z level=DEBUG msg="peer routed" peer=node-05001 cidr=10.19.137.0/24 reconciler=routes via=172.16.19.138`, false, false},
 		{`time=2026-11-27T05:29:33.607Z level=INFO msg="masquerade table written" reconciler=masquerade table=kindnet`, false, false},
 		{`time=2026-11-27T05:29:33.610Z level=DEBUG msg=reconciled why="source update" summary="routed 5001/5001"`, false, true},
+		{`time=2026-11-27T05:29:33.610Z level=INFO msg=reconciled why="source update" summary="5001 peers routed, CNI config ready, nodes file" duration=1.2ms failed=false routes.added=2 routes.replaced=0 routes.removed=0 routes.unchanged=10000 routes.installed=10002 masquerade.changed=true cni.written=false`, false, true},
+		{`time=2026-11-27T05:29:33.610Z level=INFO msg="route repaired: it was removed outside kindnet" reconciler=routes cidr=10.19.137.0/24 via=172.16.19.138 peer=node-05001`, false, false},
 	} {
 		if got := isRouteChange(c.line); got != c.change {
 			t.Errorf("isRouteChange(%q) = %t", c.line, got)
