@@ -42,11 +42,13 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	r.markdownFootprint(w)
 	r.markdownCNI(w)
 	r.markdownKube(w)
-	p("## Not measured in this run\n\n")
-	for _, m := range r.NotMeasured {
-		p("- %s: not measured — %s.\n", m.What, m.Why)
+	if len(r.NotMeasured) > 0 {
+		p("## Not measured in this run\n\n")
+		for _, m := range r.NotMeasured {
+			p("- %s: not measured — %s.\n", m.What, m.Why)
+		}
+		p("\n")
 	}
-	p("\n")
 	if r.Notes != "" {
 		p("## Analysis\n\nWritten by hand after looking at runs like this one (profiles, code reading); not produced by the run itself.\n\n%s\n", strings.TrimSpace(r.Notes))
 	}
