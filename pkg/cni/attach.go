@@ -58,6 +58,17 @@ func HostIfName(owner string) string {
 	return "kn" + hex.EncodeToString(sum[:6])
 }
 
+// IsHostIfName says whether name has the form HostIfName gives: the node
+// agent ignores the link events of pods' host ends by it.
+func IsHostIfName(name string) bool {
+	hexPart, ok := strings.CutPrefix(name, "kn")
+	if !ok || len(hexPart) != 12 {
+		return false
+	}
+	_, err := hex.DecodeString(hexPart)
+	return err == nil
+}
+
 func (a *attachment) alias() string { return aliasPrefix + a.owner }
 
 func (a *attachment) store() *ipam.Store { return ipam.New(a.conf.IPAMDir, a.conf.Network) }
