@@ -18,6 +18,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NS is a throwaway network namespace.
@@ -119,6 +120,22 @@ func (n *NS) AddVeth(t testing.TB, name string) netlink.Link {
 		t.Fatal(err)
 	}
 	return link
+}
+
+// AddAddrs puts addresses ("192.168.50.1/24", "fd00:50::1/64") on link,
+// without duplicate address detection so IPv6 ones are usable at once.
+func (n *NS) AddAddrs(t testing.TB, link netlink.Link, cidrs ...string) {
+	t.Helper()
+	for _, c := range cidrs {
+		addr, err := netlink.ParseAddr(c)
+		if err != nil {
+			t.Fatalf("address %q: %v", c, err)
+		}
+		addr.Flags = unix.IFA_F_NODAD
+		if err := n.NL.AddrAdd(link, addr); err != nil {
+			t.Fatalf("add %s to %s in %s: %v", c, link.Attrs().Name, n.Name, err)
+		}
+	}
 }
 
 // Close removes the namespace.

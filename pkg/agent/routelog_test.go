@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
@@ -19,17 +17,7 @@ import (
 // routedNS is a namespace with "eth0" on 192.168.50.0/24 and fd00:50::/64.
 func routedNS(t *testing.T) *netnstest.NS {
 	ns := netnstest.New(t)
-	link := ns.AddVeth(t, "eth0")
-	for _, a := range []string{"192.168.50.1/24", "fd00:50::1/64"} {
-		addr, _ := netlink.ParseAddr(a)
-		addr.Flags = 0x80 // IFA_F_NODAD: usable at once
-		if err := ns.NL.AddrAdd(link, addr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ns.NL.LinkSetUp(link); err != nil {
-		t.Fatal(err)
-	}
+	ns.AddAddrs(t, ns.AddVeth(t, "eth0"), "192.168.50.1/24", "fd00:50::1/64")
 	return ns
 }
 

@@ -25,18 +25,8 @@ func hostWithManyRoutes(tb testing.TB, peers int) *netnstest.NS {
 	if err := ns.NL.LinkSetMTU(eth1, 1400); err != nil {
 		tb.Fatal(err)
 	}
-	for link, addrs := range map[netlink.Link][]string{
-		eth0: {"172.16.0.1/16", "fd00:172:16::1/64"},
-		eth1: {"192.168.51.1/24", "fd00:51::1/64"},
-	} {
-		for _, a := range addrs {
-			addr, _ := netlink.ParseAddr(a)
-			addr.Flags = 0x80 // IFA_F_NODAD: usable at once
-			if err := ns.NL.AddrAdd(link, addr); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
+	ns.AddAddrs(tb, eth0, "172.16.0.1/16", "fd00:172:16::1/64")
+	ns.AddAddrs(tb, eth1, "192.168.51.1/24", "fd00:51::1/64")
 	var b strings.Builder
 	b.WriteString("route add default via 172.16.255.254 dev eth0\n")
 	b.WriteString("route add ::/0 via fd00:172:16::fffe dev eth0 metric 1024\n")

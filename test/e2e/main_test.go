@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -29,22 +28,13 @@ func run(m *testing.M) int {
 		fmt.Println("e2e: not root: the lab tests skip (run `sudo make test`)")
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "kindnet-e2e-bin-")
+	dir, err := lab.BuildBinaries("../..")
 	if err != nil {
 		fmt.Println(err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	for out, pkg := range map[string]string{"kindnet": "./cmd/kindnet", "kindnet-lab": "./test/lab/kindnet-lab"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Printf("build %s: %v\n%s", pkg, err, b)
-			return 1
-		}
-	}
 	return m.Run()
 }
 

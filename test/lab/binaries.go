@@ -1,0 +1,28 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// BuildBinaries builds kindnet and kindnet-lab (static, as shipped) from
+// the source tree at repoRoot into a new temporary directory, for the test
+// packages that run whole agents. The caller removes dir when done.
+func BuildBinaries(repoRoot string) (dir string, err error) {
+	dir, err = os.MkdirTemp("", "kindnet-test-bin-")
+	if err != nil {
+		return "", err
+	}
+	for out, pkg := range map[string]string{"kindnet": "./cmd/kindnet", "kindnet-lab": "./test/lab/kindnet-lab"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return "", fmt.Errorf("build %s: %w\n%s", pkg, err, b)
+		}
+	}
+	return dir, nil
+}
