@@ -35,6 +35,9 @@ func (s *session) markNetworkReady(ctx context.Context) {
 	if c := n.unavailable; c != nil && c.Status == corev1.ConditionFalse && c.Reason == ReadyReason {
 		return
 	}
+	if s.patched && sameCondition(n.unavailable, s.patchedOver) {
+		return // our patch is done; the watch has not shown it yet
+	}
 	if time.Now().Before(s.nextPatch) {
 		return // a retry is scheduled; do not hammer the API server
 	}
@@ -52,6 +55,7 @@ func (s *session) markNetworkReady(ctx context.Context) {
 		return
 	}
 	s.patchDelay, s.nextPatch = 0, time.Time{}
+	s.patched, s.patchedOver = true, n.unavailable
 	s.src.log.Info("node condition NetworkUnavailable set to False", "node", n.node.Name, "reason", ReadyReason)
 }
 
@@ -72,4 +76,15 @@ func networkReadyPatch(now time.Time) []byte {
 		panic(fmt.Sprintf("kube: marshal a fixed patch: %v", err)) // cannot happen: plain data
 	}
 	return b
+}
+
+// sameCondition reports whether two observations of a condition are the
+// same state: a condition set again by someone else (True once more after
+// kindnet's False) has at least a new transition time.
+func sameCondition(a, b *corev1.NodeCondition) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message &&
+		a.LastTransitionTime.Equal(&b.LastTransitionTime)
 }

@@ -46,6 +46,12 @@ type session struct {
 	patchRetry *time.Timer
 	patchDelay time.Duration
 	nextPatch  time.Time
+	// patched is set by a successful patch, and patchedOver is the
+	// condition it replaced: while the watch still shows that condition,
+	// the patch's own update has not arrived yet, and patching again would
+	// only repeat it.
+	patched     bool
+	patchedOver *corev1.NodeCondition
 }
 
 // watched is one reflector, its store, and the outcome of its latest list

@@ -339,6 +339,32 @@ func TestNetworkReadyPatchesOwnNodeCondition(t *testing.T) {
 	if got := patches(); got != before {
 		t.Errorf("patched again although the condition was already False: %d patches, was %d", got, before)
 	}
+
+	// Someone (a controller) sets it to True again: kindnet's routes are
+	// still in place, so it is set back to False.
+	n, err := client.CoreV1().Nodes().Get(context.Background(), "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := findCondition(n, corev1.NodeNetworkUnavailable)
+	c.Status, c.Reason, c.LastTransitionTime = corev1.ConditionTrue, "NoRouteCreated", metav1.NewTime(time.Now().Add(time.Second))
+	if _, err := client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		n, err := client.CoreV1().Nodes().Get(context.Background(), "a", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := findCondition(n, corev1.NodeNetworkUnavailable); c.Status == corev1.ConditionFalse && c.Reason == ReadyReason {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("NetworkUnavailable set to True by someone else was not set back to False (%d patches)", patches())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestSlimNodeDropsWhatKindnetDoesNotRead(t *testing.T) {
