@@ -103,7 +103,7 @@ BENCH_ARGS := --out $(BENCH_OUT) $(if $(BENCH_NOTES),--notes $(BENCH_NOTES))
 bench-build: build
 	$(GO) build -trimpath -o bin/kindnet-bench ./test/bench/kindnet-bench
 
-bench: deps tools bench-build ## full benchmark in the lab (root, ~30 min): writes bench/results/<date>-<host>.json and latest.md
+bench: deps tools bench-build ## full benchmark in the lab (root, 20-30 min): writes bench/results/<date>-<host>.json and latest.md
 	./bin/kindnet-bench $(BENCH_ARGS)
 
 bench-quick: deps bench-build ## short benchmark (root, < 5 min), same report
