@@ -18,10 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -184,6 +186,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			l = nil
 		}
 	}()
+	if err := l.Save(); err != nil { // saved again, complete, at the end
+		return l, err
+	}
 	o.Log("lab %s: building namespaces", id)
 	if err := l.buildTopology(); err != nil {
 		return l, err
@@ -254,6 +259,25 @@ func Load(dir string) (*Lab, error) {
 	l := &Lab{}
 	return l, json.Unmarshal(b, l)
 }
+
+// ForID returns the lab with that ID for tearing it down: its saved state,
+// or, for a lab whose builder was killed before it saved any (a test or
+// benchmark killed outright while building), a lab of just its ID and
+// directory, which Down still removes completely: it finds the namespaces
+// by their "<ID>-" prefix and stops the processes inside them.
+func ForID(id string) (*Lab, error) {
+	if !labID.MatchString(id) {
+		return nil, fmt.Errorf("%q is not a lab ID (kl and hex digits)", id)
+	}
+	dir := filepath.Join(StateRoot, id)
+	l, err := Load(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Lab{ID: id, Dir: dir}, nil
+	}
+	return l, err
+}
+
+var labID = regexp.MustCompile(`^kl[0-9a-f]+$`)
 
 // Down stops the agents (by PID), deletes every namespace of the lab and
 // its directory. It is safe to call on a half-built lab and more than once.

@@ -87,11 +87,14 @@ func downCmd() *cobra.Command {
 			if err := requireRoot(); err != nil {
 				return err
 			}
-			labs, err := savedLabs(ids)
-			if err != nil {
-				return err
+			if len(ids) == 0 {
+				ids = labIDs()
 			}
-			for _, l := range labs {
+			for _, id := range ids {
+				l, err := lab.ForID(id)
+				if err != nil {
+					return err
+				}
 				if err := l.Down(); err != nil {
 					return err
 				}
@@ -102,12 +105,19 @@ func downCmd() *cobra.Command {
 	}
 }
 
+// labIDs lists the labs that have a state directory.
+func labIDs() []string {
+	var ids []string
+	entries, _ := os.ReadDir(lab.StateRoot)
+	for _, e := range entries {
+		ids = append(ids, e.Name())
+	}
+	return ids
+}
+
 func savedLabs(ids []string) ([]*lab.Lab, error) {
 	if len(ids) == 0 {
-		entries, _ := os.ReadDir(lab.StateRoot)
-		for _, e := range entries {
-			ids = append(ids, e.Name())
-		}
+		ids = labIDs()
 	}
 	var out []*lab.Lab
 	for _, id := range ids {
