@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,12 +19,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
@@ -70,38 +66,13 @@ func statusJSON(t *testing.T, l *lab.Lab, n *lab.Node) (int, status.Record) {
 // created on a thread switched into it, and keeps that namespace after the
 // thread switches back.
 func dialInNS(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // unlocked only once back in our namespace
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(ns)
-		if err != nil {
-			ch <- result{err: fmt.Errorf("open netns %s: %w", ns, err)}
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			ch <- result{err: err}
-			return
-		}
+	var c net.Conn
+	err := lab.InNetNS(ns, func() (err error) {
 		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		ch <- result{c, err}
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	r := <-ch
-	return r.c, r.err
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
 }
 
 // nsGet fetches url from inside namespace ns.
@@ -162,21 +133,7 @@ func sample(fams map[string]*dto.MetricFamily, name, label, value string) (float
 // kindnetRouteCount counts the kindnet routes in a node's namespace.
 func kindnetRouteCount(t *testing.T, n *lab.Node) int {
 	t.Helper()
-	h, err := netns.GetFromName(n.NS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	rs, err := routes.List(nl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(rs)
+	return len(nodeRoutes(t, n))
 }
 
 // TestStatusTellsHealthyDegradedAndDownWithExitCodes walks one lab through

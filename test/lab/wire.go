@@ -115,40 +115,42 @@ func (e *nsExec) ExecPlugin(ctx context.Context, plugin string, stdin []byte, en
 
 // InNetNS runs f on an OS thread switched into the named namespace
 // (/run/netns/NAME): sockets f opens and processes it forks belong to that
-// namespace; the calling goroutine's own thread never moves. A thread that
-// cannot switch back is never reused (it stays locked and exits).
+// namespace; the calling goroutine's own thread never moves.
 func InNetNS(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
+	return onOwnThread(func() error {
 		target, err := netns.GetFromName(name)
 		if err != nil {
-			errc <- fmt.Errorf("open netns %s: %w", name, err)
-			return
+			return fmt.Errorf("open netns %s: %w", name, err)
 		}
 		defer target.Close()
 		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", name, err)
-			return
+			return fmt.Errorf("enter netns %s: %w", name, err)
 		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
+		return f()
+	})
 }
 
-// newNamedNS creates /run/netns/NAME with loopback up, on a thread that
-// returns to its namespace afterwards (or is never reused).
+// newNamedNS creates /run/netns/NAME with loopback up.
 func newNamedNS(name string) error {
+	err := onOwnThread(func() error {
+		h, err := netns.NewNamed(name) // moves this thread into it
+		if err != nil {
+			return err
+		}
+		h.Close()
+		return loUp()
+	})
+	if err != nil {
+		_ = netns.DeleteNamed(name)
+	}
+	return err
+}
+
+// onOwnThread runs f on a locked OS thread of its own, which f may switch
+// into another network namespace; afterwards the thread returns to the
+// namespace it started in, or, when it cannot, is never reused (it stays
+// locked and exits with its goroutine).
+func onOwnThread(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -158,18 +160,11 @@ func newNamedNS(name string) error {
 			return
 		}
 		defer orig.Close()
-		h, err := netns.NewNamed(name) // moves this thread into it
-		if err == nil {
-			h.Close()
-			err = loUp()
-		}
+		err = f()
 		if serr := netns.Set(orig); serr == nil {
 			runtime.UnlockOSThread()
 		} else {
-			err = errors.Join(err, fmt.Errorf("return from netns %s: %w", name, serr))
-		}
-		if err != nil {
-			_ = netns.DeleteNamed(name)
+			err = errors.Join(err, fmt.Errorf("return to the original netns: %w", serr))
 		}
 		errc <- err
 	}()
