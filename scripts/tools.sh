@@ -115,6 +115,60 @@ ensure_etcd() {
 }
 TOOLS+=(etcd)
 
+# The rest of a real cluster (scripts/cluster.sh, make conformance): the
+# node and control-plane components, built from the same wrapper module and
+# version as kube-apiserver, into one directory. One `go build` of all of
+# them compiles each shared package once.
+KUBE_BINS=(kubelet kube-proxy kube-controller-manager kube-scheduler kubectl kubeadm)
+path_kubernetes() { echo "$CACHE/kubernetes-$KUBE_VERSION"; }
+ensure_kubernetes() {
+	local dir tmp b pkgs=() minor v="k8s.io/component-base/version"
+	dir="$(path_kubernetes)"
+	local missing=0
+	for b in "${KUBE_BINS[@]}" agnhost; do [ -x "$dir/$b" ] || missing=1; done
+	[ "$missing" = 0 ] && return 0
+	for b in "${KUBE_BINS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+	minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+	tmp="$dir.tmp"
+	rm -rf "$tmp"; mkdir -p "$tmp"
+	echo "building ${KUBE_BINS[*]} agnhost $KUBE_VERSION -> $dir" >&2
+	(cd "$ROOT/test/kube" && CGO_ENABLED=0 nice go build -trimpath -o "$tmp/" \
+		-ldflags "-s -w -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+		"${pkgs[@]}" k8s.io/kubernetes/test/images/agnhost)
+	rm -rf "$dir"; mv "$tmp" "$dir"
+}
+TOOLS+=(kubernetes)
+
+# e2e.test, the upstream end-to-end suite, for make conformance only: the
+# smoke test in make test does not need it, so `tools.sh all` leaves it out.
+path_e2e_test() { echo "$CACHE/kubernetes-$KUBE_VERSION-e2e/e2e.test"; }
+ensure_e2e_test() {
+	local out minor v="k8s.io/component-base/version"
+	out="$(path_e2e_test)"
+	[ -x "$out" ] && return 0
+	minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+	mkdir -p "$(dirname "$out")"
+	echo "building e2e.test $KUBE_VERSION -> $out" >&2
+	(cd "$ROOT/test/kube" && CGO_ENABLED=0 nice go test -c -trimpath -o "$out.tmp" \
+		-ldflags "-s -w -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+		k8s.io/kubernetes/test/e2e)
+	mv -f "$out.tmp" "$out"
+}
+
+# CoreDNS with only the plugins the cluster DNS uses (test/coredns).
+COREDNS_VERSION=v1.14.6
+path_coredns() { echo "$CACHE/coredns-$COREDNS_VERSION/coredns"; }
+ensure_coredns() {
+	local out
+	out="$(path_coredns)"
+	[ -x "$out" ] && return 0
+	mkdir -p "$(dirname "$out")"
+	echo "building coredns $COREDNS_VERSION -> $out" >&2
+	(cd "$ROOT/test/coredns" && CGO_ENABLED=0 nice go build -trimpath -ldflags "-s -w" -o "$out.tmp" .)
+	mv -f "$out.tmp" "$out"
+}
+TOOLS+=(coredns)
+
 
 case "${1:-}" in
 all)
