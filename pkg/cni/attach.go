@@ -414,13 +414,16 @@ func family(ip netip.Addr) int {
 
 // del undoes ADD as far as anything is left: the hostPort rules, the veth
 // pair (with it every route and neighbour entry on it), and the addresses.
-// It needs neither the pod's namespace nor any earlier state, and succeeds
-// when there is nothing to do.
+// It needs neither the pod's namespace nor any earlier state nor a valid
+// runtime config, and succeeds when there is nothing to do. The hostPort
+// table is looked at when the IPAM record says the attachment had
+// hostPorts, when the record cannot be read, or when the runtime config
+// mentions port mappings (the record may be gone).
 func (a *attachment) del() error {
 	store := a.store()
 	rec, found, getErr := store.Get(a.key)
 	var errs []error
-	if (found && rec.HostPorts) || len(a.conf.PortMappings) > 0 || getErr != nil {
+	if (found && rec.HostPorts) || a.conf.MentionsPortMappings || getErr != nil {
 		if _, err := a.table().Remove(a.owner); err != nil {
 			errs = append(errs, err)
 		}

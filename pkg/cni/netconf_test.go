@@ -58,12 +58,47 @@ func TestParseRejectsBadInputWithTheSpecsCode(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse([]byte(c.conf))
+			conf, err := Parse([]byte(c.conf))
+			if err == nil {
+				err = conf.ParseRuntimeConfig() // what ADD and CHECK do next
+			}
 			if err == nil {
 				t.Fatal("accepted")
 			}
 			if err.Code != c.code || !strings.Contains(err.Error(), c.mention) {
 				t.Errorf("got code %d %q, want code %d mentioning %q", err.Code, err.Error(), c.code, c.mention)
+			}
+		})
+	}
+}
+
+// Parse alone (all DEL does) accepts a runtime config whatever it holds,
+// and says whether it names port mappings at all.
+func TestParseLeavesTheRuntimeConfigToAddAndCheck(t *testing.T) {
+	cases := []struct {
+		name, rc string
+		mentions bool
+	}{
+		{"refused hostIP", `{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}`, true},
+		{"hostPort 0", `{"portMappings":[{"hostPort":0,"containerPort":80}]}`, true},
+		{"hostPort of the wrong type", `{"portMappings":[{"hostPort":"eighty","containerPort":80}]}`, true},
+		{"portMappings not a list", `{"portMappings":{"hostPort":80}}`, true},
+		{"not an object", `[1]`, true},
+		{"empty list", `{"portMappings":[]}`, false},
+		{"null", `null`, false},
+		{"other capability only", `{"bandwidth":{"ingressRate":1}}`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conf, err := Parse([]byte(`{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":` + c.rc + `}`))
+			if err != nil {
+				t.Fatalf("Parse refused a runtime config only ADD reads: %v", err)
+			}
+			if conf.MentionsPortMappings != c.mentions {
+				t.Errorf("MentionsPortMappings = %v, want %v", conf.MentionsPortMappings, c.mentions)
+			}
+			if len(conf.PortMappings) != 0 {
+				t.Errorf("Parse alone filled PortMappings: %+v", conf.PortMappings)
 			}
 		})
 	}
@@ -76,6 +111,9 @@ func TestParsePortMappingsAndGCList(t *testing.T) {
 	                                   {"hostPort":9,"containerPort":9,"protocol":"sctp","hostIP":"192.168.1.1"}]},
 	  "cni.dev/valid-attachments":[]}`))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ParseRuntimeConfig(); err != nil {
 		t.Fatal(err)
 	}
 	if len(c.PortMappings) != 3 || c.PortMappings[0].Protocol != "tcp" || c.PortMappings[1].HostIP.IsValid() ||
@@ -131,6 +169,18 @@ func FuzzParse(f *testing.F) {
 		}
 		if validIfName(c.Bridge) != "" || !nftName.MatchString(c.HostPortTable) {
 			t.Fatalf("accepted bridge %q, table %q", c.Bridge, c.HostPortTable)
+		}
+		if err := c.ParseRuntimeConfig(); err != nil {
+			if err.Code == 0 || err.Msg == "" {
+				t.Fatalf("runtime config error without code or message: %+v", err)
+			}
+			if !c.MentionsPortMappings {
+				t.Fatalf("a runtime config ADD refuses must count as naming port mappings, or DEL could skip their rules: %s", data)
+			}
+			return
+		}
+		if len(c.PortMappings) > 0 && !c.MentionsPortMappings {
+			t.Fatalf("mappings %+v parsed but not mentioned", c.PortMappings)
 		}
 		for _, m := range c.PortMappings {
 			if m.HostPort == 0 || m.ContainerPort == 0 || m.HostIP.IsLoopback() {
