@@ -53,7 +53,7 @@ func TestParseRejectsBadInputWithTheSpecsCode(t *testing.T) {
 		{"hostPort 0", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":80}]}}`, types.ErrInvalidNetworkConfig, "hostPort"},
 		{"bad protocol", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"icmp"}]}}`, types.ErrInvalidNetworkConfig, "icmp"},
 		{"bad hostIP", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"x"}]}}`, types.ErrInvalidNetworkConfig, "hostIP"},
-		{"loopback hostIP", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"127.0.0.1"}]}}`, types.ErrInvalidNetworkConfig, "loopback"},
+		{"IPv6 loopback hostIP", `{"cniVersion":"1.0.0","name":"n","ranges":["fd00::/64"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}}`, types.ErrInvalidNetworkConfig, "IPv6 has no route_localnet"},
 		{"bad prevResult", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"prevResult":{"ips":[{"address":"nonsense"}]}}`, types.ErrDecodingFailure, "prevResult"},
 	}
 	for _, c := range cases {
@@ -108,7 +108,8 @@ func TestParsePortMappingsAndGCList(t *testing.T) {
 	c, err := Parse([]byte(`{"cniVersion":"1.1.0","name":"n","ranges":["10.0.0.0/24"],
 	  "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"TCP"},
 	                                   {"hostPort":53,"containerPort":5353,"protocol":"udp","hostIP":"0.0.0.0"},
-	                                   {"hostPort":9,"containerPort":9,"protocol":"sctp","hostIP":"192.168.1.1"}]},
+	                                   {"hostPort":9,"containerPort":9,"protocol":"sctp","hostIP":"192.168.1.1"},
+	                                   {"hostPort":54323,"containerPort":80,"hostIP":"::ffff:127.0.0.1"}]},
 	  "cni.dev/valid-attachments":[]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -116,8 +117,8 @@ func TestParsePortMappingsAndGCList(t *testing.T) {
 	if err := c.ParseRuntimeConfig(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.PortMappings) != 3 || c.PortMappings[0].Protocol != "tcp" || c.PortMappings[1].HostIP.IsValid() ||
-		c.PortMappings[2].HostIP != netip.MustParseAddr("192.168.1.1") {
+	if len(c.PortMappings) != 4 || c.PortMappings[0].Protocol != "tcp" || c.PortMappings[1].HostIP.IsValid() ||
+		c.PortMappings[2].HostIP != netip.MustParseAddr("192.168.1.1") || c.PortMappings[3].HostIP != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("mappings %+v", c.PortMappings)
 	}
 	if !c.HasValidAttachment || len(c.ValidAttachments) != 0 {
@@ -183,7 +184,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("mappings %+v parsed but not mentioned", c.PortMappings)
 		}
 		for _, m := range c.PortMappings {
-			if m.HostPort == 0 || m.ContainerPort == 0 || m.HostIP.IsLoopback() {
+			if m.HostPort == 0 || m.ContainerPort == 0 || (m.HostIP.Is6() && m.HostIP.IsLoopback()) || m.HostIP.Is4In6() {
 				t.Fatalf("accepted mapping %+v", m)
 			}
 		}
