@@ -5,7 +5,7 @@
 //
 // It never touches the kernel: nothing here adds a route, a rule or a file
 // outside the agent's state directory.
-package cluster
+package model
 
 import (
 	"net/netip"
