@@ -19,12 +19,15 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kindnet-dev/kindnet/internal/buildinfo"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/kube"
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/metrics"
 	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nodesfile"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 	"github.com/kindnet-dev/kindnet/pkg/sysctl"
@@ -67,7 +70,7 @@ type Agent struct {
 	log   *slog.Logger
 	nl    *netlink.Handle
 	store *status.Store
-	cache *model.Cache
+	cache *cache.File
 	// metrics is fed where the record is updated (see setRun).
 	metrics *metrics.Metrics
 
@@ -103,7 +106,7 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, opts: opts, log: opts.Log, nl: nl, store: opts.Status,
-		cache:    &model.Cache{Path: cfg.CachePath(), Node: cfg.NodeName},
+		cache:    &cache.File{Path: cfg.CachePath(), Node: cfg.NodeName},
 		source:   opts.Source,
 		routes:   &routes.Reconciler{Handle: nl},
 		masq:     &masq.Reconciler{Table: cfg.Masquerade.Table, Enabled: cfg.Masquerade.Enabled, NoMasquerade: cfg.NoMasqueradePrefixes()},
@@ -113,9 +116,9 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		metrics:  metrics.New(opts.Status, metrics.Build{Version: opts.Version, Commit: buildinfo.Commit}),
 	}
 	if a.source == nil {
-		policy := model.AddressPolicy{AllowExternalIP: cfg.AllowExternalIP}
+		policy := kubenode.AddressPolicy{AllowExternalIP: cfg.AllowExternalIP}
 		if cfg.NodesFile != "" {
-			a.source = &model.NodesFile{Path: cfg.NodesFile, Self: cfg.NodeName, Policy: policy}
+			a.source = &nodesfile.Source{Path: cfg.NodesFile, Self: cfg.NodeName, Policy: policy}
 		} else {
 			a.source = kube.New(kube.Options{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName, Policy: policy,
 				UserAgent: "kindnet/" + opts.Version, Log: opts.Log})
@@ -225,7 +228,7 @@ func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-c
 // bootstrap picks the first view without any network: the nodes file when
 // it can be read, else the cache written by the last successful run.
 func (a *Agent) bootstrap() {
-	if nf, ok := a.source.(*model.NodesFile); ok {
+	if nf, ok := a.source.(*nodesfile.Source); ok {
 		v, err := nf.Read()
 		if err == nil {
 			a.setView(v, "nodes file")

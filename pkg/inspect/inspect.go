@@ -24,6 +24,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -86,7 +87,7 @@ func sourceName(cfg *config.Loaded) string {
 }
 
 func readCache(cfg *config.Loaded, h *status.Host) *model.View {
-	c := &model.Cache{Path: cfg.CachePath(), Node: cfg.NodeName}
+	c := &cache.File{Path: cfg.CachePath(), Node: cfg.NodeName}
 	h.Cache.Path = c.Path
 	v, err := c.Load()
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -160,8 +161,8 @@ func TestHostInspectionFindsKindnetRoutesTablesAndFiles(t *testing.T) {
 	if err := os.WriteFile(cfg.CNIConfPath(), []byte(`{"plugins":[{"type":"ptp","mtu":1500}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cache := &model.Cache{Path: cfg.CachePath(), Node: "a"}
-	if _, err := cache.Save(model.View{
+	vc := &cache.File{Path: cfg.CachePath(), Node: "a"}
+	if _, err := vc.Save(model.View{
 		Self: model.Node{Name: "a", PodCIDRs: []string{"10.244.1.0/24"}},
 		Peers: []model.Node{
 			{Name: "b", Addresses: []string{"192.168.50.2"}, PodCIDRs: []string{"10.244.2.0/24"}},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
@@ -57,7 +58,7 @@ type storedNode struct {
 }
 
 func (st *nodeStore) toStored(n *corev1.Node) storedNode {
-	out := storedNode{node: model.FromKubeNode(n, st.policy)}
+	out := storedNode{node: kubenode.ToNode(n, st.policy)}
 	if n.Name == st.self {
 		if c := findCondition(n, corev1.NodeNetworkUnavailable); c != nil {
 			cc := *c
@@ -84,7 +85,7 @@ func (a storedNode) differs(b storedNode) bool {
 // synced once the reflector delivered its first complete list (Replace).
 type nodeStore struct {
 	self   string
-	policy model.AddressPolicy
+	policy kubenode.AddressPolicy
 	poke   func()
 	synced atomic.Bool
 
@@ -92,7 +93,7 @@ type nodeStore struct {
 	nodes map[string]storedNode
 }
 
-func newNodeStore(self string, policy model.AddressPolicy, poke func()) *nodeStore {
+func newNodeStore(self string, policy kubenode.AddressPolicy, poke func()) *nodeStore {
 	return &nodeStore{self: self, policy: policy, poke: poke, nodes: map[string]storedNode{}}
 }
 

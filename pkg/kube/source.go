@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
@@ -38,7 +39,7 @@ type Options struct {
 	// NodeName is this node's name; its Node is Self, every other one a peer.
 	NodeName string
 	// Policy says which Node addresses may be routed via.
-	Policy model.AddressPolicy
+	Policy kubenode.AddressPolicy
 	// UserAgent identifies kindnet to the API server.
 	UserAgent string
 	Log       *slog.Logger

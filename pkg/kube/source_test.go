@@ -19,6 +19,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
@@ -38,7 +39,7 @@ func node(name string, podCIDRs []string, addrs ...string) *corev1.Node {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // start runs a source over a fake clientset and returns its updates.
-func start(t *testing.T, client *fake.Clientset, self string, pol model.AddressPolicy) (*Source, <-chan model.Update) {
+func start(t *testing.T, client *fake.Clientset, self string, pol kubenode.AddressPolicy) (*Source, <-chan model.Update) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	src := New(Options{NodeName: self, Policy: pol, Client: fakeNodes{client.CoreV1().Nodes()}, Log: quietLog()})
@@ -107,7 +108,7 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		nodes  []*corev1.Node
-		policy model.AddressPolicy
+		policy kubenode.AddressPolicy
 		want   model.View
 	}{{
 		name: "self and peers, dual-stack, primary first",
@@ -132,7 +133,7 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 		want: model.View{Self: model.Node{Name: "a"}, Peers: []model.Node{{Name: "b", PodCIDRs: []string{"10.244.2.0/24"}}}},
 	}, {
 		name:   "ExternalIP used per family when allowed and no InternalIP of that family",
-		policy: model.AddressPolicy{AllowExternalIP: true},
+		policy: kubenode.AddressPolicy{AllowExternalIP: true},
 		nodes: []*corev1.Node{
 			node("a", nil),
 			node("b", []string{"10.244.2.0/24", "fd00:10:244:2::/64"}, "InternalIP=fd00::2", "ExternalIP=203.0.113.2", "ExternalIP=2001:db8::2"),
@@ -170,7 +171,7 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 func TestSourceFollowsNodeEvents(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset(node("a", []string{"10.244.1.0/24"}, "InternalIP=192.168.0.1"))
-	_, ch := start(t, client, "a", model.AddressPolicy{})
+	_, ch := start(t, client, "a", kubenode.AddressPolicy{})
 	nextView(t, ch, func(v model.View) bool { return len(v.Peers) == 0 && v.Self.Name == "a" })
 	nodes := client.CoreV1().Nodes()
 
@@ -218,7 +219,7 @@ func TestSourceIgnoresIrrelevantUpdates(t *testing.T) {
 	ctx := context.Background()
 	b := node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2")
 	client := fake.NewClientset(node("a", nil), b)
-	_, ch := start(t, client, "a", model.AddressPolicy{})
+	_, ch := start(t, client, "a", kubenode.AddressPolicy{})
 	nextView(t, ch, func(v model.View) bool { return len(v.Peers) == 1 })
 
 	b = b.DeepCopy()
@@ -253,7 +254,7 @@ func TestForbiddenListKeepsPeersAndExplainsTheFix(t *testing.T) {
 	client := fake.NewClientset(node("a", []string{"10.244.1.0/24"}, "InternalIP=192.168.0.1"),
 		node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2"))
 	forbidList(client, &forbidden)
-	_, ch := start(t, client, "a", model.AddressPolicy{})
+	_, ch := start(t, client, "a", kubenode.AddressPolicy{})
 
 	var sawErr, sawSelf bool
 	for !sawErr || !sawSelf {
@@ -302,7 +303,7 @@ func TestNetworkReadyPatchesOwnNodeCondition(t *testing.T) {
 		{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"},
 	}
 	client := fake.NewClientset(a)
-	src, ch := start(t, client, "a", model.AddressPolicy{})
+	src, ch := start(t, client, "a", kubenode.AddressPolicy{})
 	nextView(t, ch, func(model.View) bool { return true })
 	src.NetworkReady()
 	deadline := time.Now().Add(5 * time.Second)
@@ -384,7 +385,7 @@ func TestSlimNodeDropsWhatKindnetDoesNotRead(t *testing.T) {
 	if len(s.Status.Conditions) != 1 || s.Status.Conditions[0].Type != corev1.NodeNetworkUnavailable {
 		t.Errorf("slim node conditions: %+v", s.Status.Conditions)
 	}
-	if !(model.View{Self: model.FromKubeNode(s, model.AddressPolicy{})}).Equal(model.View{Self: model.FromKubeNode(n, model.AddressPolicy{})}) {
+	if !(model.View{Self: kubenode.ToNode(s, kubenode.AddressPolicy{})}).Equal(model.View{Self: kubenode.ToNode(n, kubenode.AddressPolicy{})}) {
 		t.Errorf("slim node maps to a different cluster node")
 	}
 }
@@ -415,7 +416,7 @@ func TestStoreKicksOnlyOnChangesKindnetUses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kicks := 0
-			st := newNodeStore(tc.self, model.AddressPolicy{}, func() { kicks++ })
+			st := newNodeStore(tc.self, kubenode.AddressPolicy{}, func() { kicks++ })
 			if err := st.Add(tc.old); err != nil {
 				t.Fatal(err)
 			}
@@ -431,7 +432,7 @@ func TestStoreKicksOnlyOnChangesKindnetUses(t *testing.T) {
 }
 
 func TestStoreReplaceDropsNodesMissingFromAFreshList(t *testing.T) {
-	st := newNodeStore("a", model.AddressPolicy{}, func() {})
+	st := newNodeStore("a", kubenode.AddressPolicy{}, func() {})
 	for _, n := range []*corev1.Node{node("a", nil), node("b", []string{"10.244.2.0/24"}), node("c", []string{"10.244.3.0/24"})} {
 		_ = st.Add(n)
 	}

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nodesfile"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -83,7 +85,7 @@ func TestSyntheticNodesFileAndCacheReadBackAsTheSameView(t *testing.T) {
 	if err := nf.WriteNodesFile(nodeObjects(want)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := (&model.NodesFile{Path: nf.NodesFile, Self: synthSelfName}).Read()
+	got, err := (&nodesfile.Source{Path: nf.NodesFile, Self: synthSelfName}).Read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func TestSyntheticNodesFileAndCacheReadBackAsTheSameView(t *testing.T) {
 		t.Fatalf("nodes file read back as a different view:\n got %+v\nwant %+v", got.Peers[:2], want.Peers[:2])
 	}
 
-	c := &model.Cache{Path: filepath.Join(dir, "state", "cluster-view.json"), Node: synthSelfName}
+	c := &cache.File{Path: filepath.Join(dir, "state", "cluster-view.json"), Node: synthSelfName}
 	if _, err := c.Save(want); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/test/lab"
@@ -94,7 +95,7 @@ func (h *synthHost) conflistPath() string { return filepath.Join(h.dir, "cni", "
 // writeCache writes the cache exactly as the agent does, with the agent's
 // own code.
 func (h *synthHost) writeCache(v model.View) error {
-	_, err := (&model.Cache{Path: h.cachePath(), Node: synthSelfName}).Save(v)
+	_, err := (&cache.File{Path: h.cachePath(), Node: synthSelfName}).Save(v)
 	return err
 }
 
