@@ -4,13 +4,14 @@
 // or no answer at all) and Version with a fixed name.
 //
 // It implements only what kindnet asks (RuntimeStatus, Version); every
-// other call answers Unimplemented. It touches nothing outside its
-// temporary directory.
+// other call answers Unimplemented. It touches nothing but its own socket
+// (`kindnet-lab fake-cri` serves it at a path of the caller's choosing).
 package critest
 
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -104,14 +105,28 @@ func (f *Runtime) Version(context.Context, *runtimeapi.VersionRequest) (*runtime
 func Serve(t testing.TB, f *Runtime) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "cri.sock")
-	ln, err := net.Listen("unix", sock)
+	stop, err := Listen(sock, f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return "unix://" + sock
+}
+
+// Listen runs f on a Unix socket at path, mode 0660 like containerd's and
+// CRI-O's, until stop is called (which removes the socket).
+func Listen(path string, f *Runtime) (stop func(), err error) {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	srv := grpc.NewServer()
 	runtimeapi.RegisterRuntimeServiceServer(srv, f)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
-	return "unix://" + sock
+	return func() { srv.Stop(); <-done }, nil
 }
