@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -79,6 +80,9 @@ type Agent struct {
 	masq    *masq.Reconciler
 	cni     *cniconf.Reconciler
 	sysctls *sysctl.Reconciler
+	// runtime asks the container runtime about the pod network, off the
+	// main loop (nil in tests that build an Agent by hand).
+	runtime *runtimeWatch
 
 	view       model.View
 	haveView   bool // a real view (source or cache) is known: routes may be reconciled
@@ -115,6 +119,8 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		rejected: map[string]string{},
 		metrics:  metrics.New(opts.Status, metrics.Build{Version: opts.Version, Commit: buildinfo.Commit}),
 	}
+	endpoints, auto := cfg.CRIEndpoints()
+	a.runtime = newRuntimeWatch(endpoints, auto, a.store, opts.Log)
 	if a.source == nil {
 		policy := kubenode.AddressPolicy{AllowExternalIP: cfg.AllowExternalIP}
 		if cfg.NodesFile != "" {
@@ -156,6 +162,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopServing()
+	// The runtime is asked in the background from the start; neither the
+	// bootstrap nor READY=1 waits for it.
+	rctx, stopRuntime := context.WithCancel(ctx)
+	var runtimeDone sync.WaitGroup
+	runtimeDone.Go(func() { a.runtime.run(rctx) })
+	defer func() { stopRuntime(); runtimeDone.Wait() }()
 	a.applySysctls(ctx)
 	a.bootstrap()
 	a.reconcile(ctx, "bootstrap")
@@ -221,6 +233,8 @@ func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-c
 			a.notify().Watchdog()
 		case now := <-heartbeat.C:
 			a.store.Beat(now) // /healthz: the loop is alive
+		case <-a.runtime.changes():
+			a.publishStatus() // the runtime's answer is part of STATUS=
 		}
 	}
 }

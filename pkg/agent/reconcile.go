@@ -66,6 +66,9 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	a.setRun(run("cni", start, btoi(cres.Written), err))
 	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
 	failed = failed || err != nil
+	if cres.Written {
+		a.runtime.cniWritten() // see whether the runtime loads it
+	}
 
 	a.store.Update(func(r *status.Record) { recordSnapshot(r, snap, routeRes, a.haveView) })
 	if a.haveView {

@@ -20,6 +20,7 @@ func (a *Agent) serve(ctx context.Context) (stop func(), err error) {
 	ipamDir := inspect.IPAMDir(a.cfg)
 	refresh := func(r *status.Record) {
 		r.IPAM = inspect.IPAMUsage(ipamDir, cniconf.NetworkName, r.Node.PodCIDRs, a.cfg.CNI.Plugin)
+		a.runtime.refresh(r) // an answer at most a second old
 	}
 	ln, err := status.Listen(a.cfg.SocketPath())
 	switch {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/criruntime"
 	"github.com/kindnet-dev/kindnet/pkg/inspect"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -158,6 +159,10 @@ func (s *statusCmd) get(ctx context.Context, since uint64, wait time.Duration) (
 	}
 	why := strings.TrimPrefix(err.Error(), status.ErrNoAgent.Error()+": ")
 	h := inspect.Host(s.cfg, why)
+	// The runtime is asked here too: whether it still reports the network
+	// ready tells how bad the agent being down is.
+	endpoints, auto := s.cfg.CRIEndpoints()
+	h.Runtime.Observe(criruntime.Checker{Endpoints: endpoints, Auto: auto, Timeout: s.timeout}.Check(ctx))
 	h.Stamp(time.Now())
 	return &h, nil
 }
@@ -211,6 +216,7 @@ func (s *statusCmd) separate() {
 // so --watch -o json prints only real changes.
 func stableJSON(r status.Record) string {
 	r.Now, r.UptimeSeconds, r.Agent.LastHeartbeat = time.Time{}, 0, time.Time{}
+	r.Runtime.Checked = time.Time{} // asked again at every read
 	b, _ := json.Marshal(r)
 	return string(b)
 }

@@ -35,7 +35,26 @@ const (
 
 	PluginPTP    = "ptp"
 	PluginBridge = "bridge"
+
+	// CRIEndpointAuto (the default) looks for the runtime at the
+	// well-known sockets, CRIWellKnownEndpoints, at every check: the
+	// runtime may start after the agent.
+	CRIEndpointAuto = "auto"
+	// CRIEndpointNone turns the check of the runtime off (so does "").
+	CRIEndpointNone = "none"
 )
+
+// CRIWellKnownEndpoints are the sockets cri.endpoint "auto" tries, in this
+// order (the first that exists is asked): containerd's, then CRI-O's — the
+// same defaults kubelet's --container-runtime-endpoint and crictl know.
+var CRIWellKnownEndpoints = []string{
+	"unix:///run/containerd/containerd.sock",
+	"unix:///run/crio/crio.sock",
+}
+
+// maxSocketPath is the longest path a Unix socket address holds
+// (sun_path is 108 bytes with the terminating NUL).
+const maxSocketPath = 107
 
 // Config is the whole configuration of the agent, as written in
 // /etc/kindnet/config.yaml. Values are kept as the user wrote them; Validate
@@ -61,6 +80,7 @@ type Config struct {
 
 	Masquerade Masquerade `json:"masquerade"`
 	CNI        CNI        `json:"cni"`
+	CRI        CRI        `json:"cri"`
 
 	// StateDir holds the cache of the last good cluster view.
 	StateDir string `json:"stateDir,omitempty"`
@@ -100,6 +120,16 @@ type CNI struct {
 	SpecVersion string `json:"specVersion,omitempty"`
 }
 
+// CRI says where the node's container runtime answers CRI, so the agent
+// can show what the runtime reports about the pod network (its NetworkReady
+// condition) next to its own view.
+type CRI struct {
+	// Endpoint is the runtime's CRI socket: "unix:///path" or an absolute
+	// path; "auto" (the default) tries CRIWellKnownEndpoints; "none" or ""
+	// turns the check off.
+	Endpoint string `json:"endpoint"`
+}
+
 // CNISpecVersions are the CNI spec versions kindnet's plugin speaks.
 var CNISpecVersions = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
@@ -118,6 +148,7 @@ func Defaults() Config {
 
 			SpecVersion: DefaultCNISpecVersion,
 		},
+		CRI:            CRI{Endpoint: CRIEndpointAuto},
 		StateDir:       DefaultStateDir,
 		RunDir:         DefaultRunDir,
 		MetricsAddress: DefaultMetricsAddress,
@@ -178,6 +209,44 @@ func (c *Config) CachePath() string { return strings.TrimRight(c.StateDir, "/") 
 
 // SocketPath is the agent's status socket.
 func (c *Config) SocketPath() string { return strings.TrimRight(c.RunDir, "/") + "/kindnet.sock" }
+
+// CRIEndpoints returns the CRI sockets to ask, as unix:// URLs, and
+// whether they are candidates to look for (cri.endpoint "auto") rather than
+// the one socket the user named. None when the check is off. Call only
+// after Validate.
+func (c *Config) CRIEndpoints() (endpoints []string, auto bool) {
+	switch e := strings.TrimSpace(c.CRI.Endpoint); e {
+	case "", CRIEndpointNone:
+		return nil, false
+	case CRIEndpointAuto:
+		return append([]string(nil), CRIWellKnownEndpoints...), true
+	default:
+		p, err := criSocketPath(e)
+		if err != nil {
+			panic(fmt.Sprintf("config: cri.endpoint %q used before Validate: %v", e, err))
+		}
+		return []string{"unix://" + p}, false
+	}
+}
+
+// criSocketPath is the socket path of a cri.endpoint that names one:
+// "unix:///run/x.sock" or "/run/x.sock". kindnet asks only a local runtime,
+// over a Unix socket, as kubelet does on Linux.
+func criSocketPath(e string) (string, error) {
+	p := e
+	if rest, ok := strings.CutPrefix(e, "unix://"); ok {
+		p = rest
+	} else if strings.Contains(e, "://") {
+		return "", fmt.Errorf("only Unix sockets are supported: expected unix:///path/to/socket")
+	}
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return "", fmt.Errorf("expected an absolute socket path, e.g. %s", CRIWellKnownEndpoints[0])
+	case len(p) > maxSocketPath:
+		return "", fmt.Errorf("a Unix socket path is at most %d bytes", maxSocketPath)
+	}
+	return p, nil
+}
 
 func mustPrefixes(ss []string) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(ss))

@@ -100,6 +100,12 @@ func TestBadConfigNamesFieldValueAndExpectation(t *testing.T) {
 		{"not YAML", "nodeName: [\n", nil, []string{"not valid YAML"}},
 		{"bad table name", base + "masquerade:\n  table: filter\n", nil, []string{"masquerade.table", "starting with \"kindnet\""}},
 		{"bad metrics address", base + "metricsAddress: localhost\n", nil, []string{"metricsAddress", "host:port"}},
+		{"CRI endpoint over TCP", base + "cri:\n  endpoint: tcp://10.0.0.1:1234\n", nil,
+			[]string{"cri.endpoint", `"tcp://10.0.0.1:1234"`, "only Unix sockets", `"auto"`, `"none"`}},
+		{"CRI endpoint relative", base, []string{"KINDNET_CRI_ENDPOINT=unix://run/containerd/containerd.sock"},
+			[]string{"cri.endpoint", "env KINDNET_CRI_ENDPOINT", "absolute socket path"}},
+		{"CRI socket path too long", base + "cri:\n  endpoint: /" + strings.Repeat("x", 120) + "\n", nil,
+			[]string{"cri.endpoint", "at most 107 bytes"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -129,12 +135,44 @@ func TestEveryErrorIsReportedAtOnce(t *testing.T) {
 	}
 }
 
+func TestCRIEndpoints(t *testing.T) {
+	cases := []struct {
+		name, value string
+		want        []string
+		auto        bool
+	}{
+		{"default looks at the well-known sockets", "", CRIWellKnownEndpoints, true},
+		{"auto", "auto", CRIWellKnownEndpoints, true},
+		{"none", "none", nil, false},
+		{"empty turns it off", `""`, nil, false},
+		{"a URL", "unix:///run/k3s/containerd/containerd.sock", []string{"unix:///run/k3s/containerd/containerd.sock"}, false},
+		{"a bare path", "/var/run/crio/crio.sock", []string{"unix:///var/run/crio/crio.sock"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := base
+			if c.value != "" {
+				file += "cri:\n  endpoint: " + c.value + "\n"
+			}
+			l, err := Load(Sources{File: writeFile(t, file), FileRequired: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, auto := l.CRIEndpoints()
+			if strings.Join(got, " ") != strings.Join(c.want, " ") || auto != c.auto {
+				t.Errorf("CRIEndpoints() = %q auto %v, want %q auto %v", got, auto, c.want, c.auto)
+			}
+		})
+	}
+}
+
 func TestEnvAndFlagNamesFollowKeys(t *testing.T) {
 	for key, want := range map[string][2]string{
 		"masquerade.noMasqueradeCIDRs": {"KINDNET_MASQUERADE_NO_MASQUERADE_CIDRS", "masquerade-no-masquerade-cidrs"},
 		"clusterCIDRs":                 {"KINDNET_CLUSTER_CIDRS", "cluster-cidrs"},
 		"cni.mtu":                      {"KINDNET_CNI_MTU", "cni-mtu"},
 		"nodeName":                     {"KINDNET_NODE_NAME", "node-name"},
+		"cri.endpoint":                 {"KINDNET_CRI_ENDPOINT", "cri-endpoint"},
 	} {
 		f, _ := fieldByKey(key)
 		if f.EnvName() != want[0] || f.FlagName() != want[1] {

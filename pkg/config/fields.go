@@ -34,6 +34,7 @@ var fields = []field{
 	{"cni.binDir", "directory holding the CNI plugin binaries", func(c *Config) any { return &c.CNI.BinDir }},
 	{"cni.mtu", "MTU of pod interfaces; 0 = the MTU of the default route's link", func(c *Config) any { return &c.CNI.MTU }},
 	{"cni.specVersion", "cniVersion of the CNI config: 0.3.0, 0.3.1, 0.4.0, 1.0.0 or 1.1.0 (1.1.0 needs containerd 2.x or CRI-O 1.31+)", func(c *Config) any { return &c.CNI.SpecVersion }},
+	{"cri.endpoint", "the container runtime's CRI socket (unix:///path), asked what it reports about the pod network; auto = the well-known containerd and CRI-O sockets; none = do not ask", func(c *Config) any { return &c.CRI.Endpoint }},
 	{"stateDir", "directory for the cache of the last good cluster view", func(c *Config) any { return &c.StateDir }},
 	{"runDir", "directory for runtime files such as the status socket", func(c *Config) any { return &c.RunDir }},
 	{"metricsAddress", "host:port for /metrics, /healthz and /readyz; empty disables", func(c *Config) any { return &c.MetricsAddress }},

@@ -16,6 +16,8 @@ func FuzzConfigFile(f *testing.F) {
 	f.Add([]byte(base + "clusterCIDRs: [10.244.0.0/16, fd00:10:244::/56]\npodCIDRs: [10.244.1.0/24]\ncni: {mtu: 1400, plugin: bridge}\n"))
 	f.Add([]byte("masquerade: {noMasqueradeCIDRs: [192.168.0.0/16], table: kindnet_x}\nresyncInterval: 1h\n"))
 	f.Add([]byte("cni: 5\n"))
+	f.Add([]byte("cri: {endpoint: unix:///run/containerd/containerd.sock}\n"))
+	f.Add([]byte("cri: {endpoint: ' /run/crio/crio.sock '}\n"))
 	f.Add([]byte("nodeName: [a, b]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(t.TempDir(), "config.yaml")
@@ -33,6 +35,7 @@ func FuzzConfigFile(f *testing.F) {
 		_ = l.ClusterPrefixes()
 		_ = l.PodPrefixes()
 		_ = l.NoMasqueradePrefixes()
+		_, _ = l.CRIEndpoints()
 		_ = l.Render()
 	})
 }

@@ -231,7 +231,7 @@ func describeType(t string) string {
 		return "true or false"
 	case "int":
 		return "a whole number"
-	case "config.Masquerade", "config.CNI":
+	case "config.Masquerade", "config.CNI", "config.CRI":
 		return "a mapping of settings"
 	}
 	return t

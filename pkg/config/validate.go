@@ -47,6 +47,7 @@ func validate(c *Config, origin func(string) string) error {
 		v.fail("masquerade.table", c.Masquerade.Table, "expected an nftables name starting with \"kindnet\" (letters, digits, _), e.g. %q", DefaultNftTable)
 	}
 	v.cni(c, hasIPv6(cluster, pods))
+	v.criEndpoint(c.CRI.Endpoint)
 	v.absPath("stateDir", c.StateDir)
 	v.absPath("runDir", c.RunDir)
 	v.metricsAddress(c.MetricsAddress)
@@ -164,6 +165,16 @@ func (v *validator) cni(c *Config, ipv6 bool) {
 		v.fail("cni.mtu", strconv.Itoa(mtu), "expected 0 (auto) or a value between 576 and 65535")
 	case ipv6 && mtu < 1280:
 		v.fail("cni.mtu", strconv.Itoa(mtu), "IPv6 needs an MTU of at least 1280")
+	}
+}
+
+func (v *validator) criEndpoint(e string) {
+	switch strings.TrimSpace(e) {
+	case "", CRIEndpointAuto, CRIEndpointNone:
+		return
+	}
+	if _, err := criSocketPath(strings.TrimSpace(e)); err != nil {
+		v.fail("cri.endpoint", e, "%v; or %q (the well-known sockets) or %q (do not ask the runtime)", err, CRIEndpointAuto, CRIEndpointNone)
 	}
 }
 

@@ -21,7 +21,10 @@ const (
 
 // markNetworkReady sets this node's NetworkUnavailable condition to False,
 // once the agent said its routes are in place, unless the condition already
-// says so. kubelet's identity may patch its own Node's status (Node
+// says so. It is kindnet's claim about its routes only: the container
+// runtime's NetworkReady (has it loaded the CNI config?) reaches the Node
+// through kubelet's Ready condition, and kindnet shows it in its status
+// record rather than copying it here (docs/kubernetes.md). kubelet's identity may patch its own Node's status (Node
 // authorizer), so this needs no extra permission. A failure is logged and
 // retried with backoff; it never affects the view.
 func (s *session) markNetworkReady(ctx context.Context) {

@@ -1,7 +1,8 @@
 // Package metrics serves the agent's Prometheus metrics and its probes over
 // HTTP on metricsAddress: /metrics (a private registry: peers by state,
 // routes installed, reconcile durations and errors, source events and
-// errors, last sync, build info, Go and process collectors), /healthz (the
+// errors, last sync, what the container runtime reports about the pod
+// network, build info, Go and process collectors), /healthz (the
 // agent's main loop is alive) and /readyz (bootstrap applied and the source
 // synced once).
 //
@@ -97,6 +98,9 @@ var (
 	descMasq        = prometheus.NewDesc("kindnet_masquerade_table_present", "1 when the masquerade nftables table exists.", nil, nil)
 	descIPAMUsed    = prometheus.NewDesc("kindnet_ipam_addresses_used", "Pod addresses allocated in each range.", []string{"range"}, nil)
 	descIPAMCap     = prometheus.NewDesc("kindnet_ipam_addresses_capacity", "Pod addresses available in each range.", []string{"range"}, nil)
+	descRuntimeUp   = prometheus.NewDesc("kindnet_runtime_up", "1 when the container runtime answered the last check over CRI, 0 when it did not (absent when no runtime is asked).", []string{"endpoint"}, nil)
+	descRuntimeNet  = prometheus.NewDesc("kindnet_runtime_network_ready", "The container runtime's NetworkReady condition: 1 true, 0 false (only while it answers).", []string{"endpoint"}, nil)
+	descRuntimeDis  = prometheus.NewDesc("kindnet_runtime_network_disagreement", "1 when kindnet's CNI config is written and the runtime, asked well after, reports NetworkReady=false.", []string{"endpoint"}, nil)
 	descHeartbeat   = prometheus.NewDesc("kindnet_heartbeat_timestamp_seconds", "When the agent's main loop last proved alive.", nil, nil)
 	descBuild       = prometheus.NewDesc("kindnet_build_info", "The running kindnet build (value 1).", []string{"version", "commit", "goversion"}, nil)
 	agentPeerStates = []string{status.PeerRouted, status.PeerPending, status.PeerOffLink, status.PeerConflict, status.PeerRejected}
@@ -110,7 +114,8 @@ type recordCollector struct {
 
 func (c *recordCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descRoutes, descRecErrors, descRecRuns, descSrcEvents, descSrcErrors,
-		descSrcHealthy, descLastSync, descReady, descCNI, descMasq, descIPAMUsed, descIPAMCap, descHeartbeat, descBuild} {
+		descSrcHealthy, descLastSync, descReady, descCNI, descMasq, descIPAMUsed, descIPAMCap,
+		descRuntimeUp, descRuntimeNet, descRuntimeDis, descHeartbeat, descBuild} {
 		ch <- d
 	}
 }
@@ -146,6 +151,15 @@ func (c *recordCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, rg := range r.IPAM.Ranges {
 		gauge(descIPAMUsed, float64(rg.Used), rg.CIDR)
 		gauge(descIPAMCap, float64(rg.Capacity), rg.CIDR)
+	}
+	switch rt := r.Runtime; rt.State {
+	case status.RuntimeReady, status.RuntimeNotReady:
+		gauge(descRuntimeUp, 1, rt.Endpoint)
+		gauge(descRuntimeNet, b2f(rt.NetworkReady), rt.Endpoint)
+		_, lasting := status.RuntimeDisagrees(&r)
+		gauge(descRuntimeDis, b2f(lasting), rt.Endpoint)
+	case status.RuntimeUnanswered, status.RuntimeNoSocket:
+		gauge(descRuntimeUp, 0, rt.Endpoint)
 	}
 	gauge(descHeartbeat, unixSeconds(r.Agent.LastHeartbeat))
 	gauge(descBuild, 1, c.build.Version, c.build.Commit, runtime.Version())

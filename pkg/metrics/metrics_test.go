@@ -197,3 +197,41 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeMetrics(t *testing.T) {
+	const ep = "unix:///run/containerd/containerd.sock"
+	written := t0.Add(time.Minute)
+	cases := []struct {
+		name                   string
+		rt                     status.Runtime
+		up, ready, disagreeing float64 // -1: absent
+	}{
+		{"ready", status.Runtime{Endpoint: ep, State: status.RuntimeReady, NetworkReady: true, Checked: written.Add(time.Hour)}, 1, 1, 0},
+		{"disagrees", status.Runtime{Endpoint: ep, State: status.RuntimeNotReady, Checked: written.Add(time.Hour)}, 1, 0, 1},
+		{"not ready yet, just after the write", status.Runtime{Endpoint: ep, State: status.RuntimeNotReady, Checked: written.Add(time.Second)}, 1, 0, 0},
+		{"not answering", status.Runtime{Endpoint: ep, State: status.RuntimeUnanswered, Checked: written.Add(time.Hour)}, 0, -1, -1},
+		{"none found", status.Runtime{Auto: true, State: status.RuntimeNotFound}, -1, -1, -1},
+		{"off", status.Runtime{State: status.RuntimeDisabled}, -1, -1, -1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := knownStore()
+			st.Update(func(r *status.Record) { r.CNI.Written = written })
+			m := New(st, Build{})
+			m.Refresh = func(r *status.Record) { r.Runtime = c.rt }
+			fams := scrape(t, m)
+			for name, want := range map[string]float64{"kindnet_runtime_up": c.up,
+				"kindnet_runtime_network_ready": c.ready, "kindnet_runtime_network_disagreement": c.disagreeing} {
+				if want < 0 {
+					if _, ok := fams[name]; ok {
+						t.Errorf("%s present, want absent", name)
+					}
+					continue
+				}
+				if got := value(t, fams, name, map[string]string{"endpoint": ep}); got != want {
+					t.Errorf("%s = %v, want %v", name, got, want)
+				}
+			}
+		})
+	}
+}

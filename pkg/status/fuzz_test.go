@@ -17,6 +17,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":1,"peers":[{"name":"a","state":"rejected","reason":"x"}],"reconcilers":[{"name":"routes","error":"boom"}]}`))
 	f.Add([]byte(`{"schemaVersion":1,"source":{"name":"kubernetes","healthy":false,"reason":"forbidden"},"ipam":[{"range":"10.0.0.0/8","used":-1,"capacity":0}]}`))
 	f.Add([]byte(`{"peers":null,"started":"0001-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"schemaVersion":1,"cni":{"present":true,"written":"2026-01-01T00:00:00Z"},"runtime":{"state":"not-ready","checked":"2026-01-01T00:00:20Z","message":"cni plugin not initialized"}}`))
+	f.Add([]byte(`{"schemaVersion":1,"cni":{"present":true},"runtime":{"state":"unanswered","name":"x","checked":"0001-01-01T00:00:00Z"}}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rec, err := DecodeRecord(bytes.NewReader(data))

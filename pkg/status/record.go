@@ -1,6 +1,7 @@
 // Package status holds the record of what the agent last did: the node, the
 // source and its health, every peer's state, the masquerade table, the CNI
-// config, IPAM usage and the last run of every reconciler; the verdict drawn
+// config, IPAM usage, what the container runtime reports about the pod
+// network and the last run of every reconciler; the verdict drawn
 // from it (healthy, degraded, down); its human rendering; and the Unix-socket
 // server and client that carry it from the agent to `kindnet status`.
 // `kindnet status`, /metrics, /healthz and systemd's STATUS= line all read
@@ -54,15 +55,17 @@ type Record struct {
 	Now           time.Time `json:"now"`
 	UptimeSeconds int64     `json:"uptimeSeconds"`
 	// Verdict is drawn from the rest of the record by Judge.
-	Verdict     Verdict `json:"verdict"`
-	Agent       Agent   `json:"agent"`
-	Node        Node    `json:"node"`
-	Source      Source  `json:"source"`
-	Peers       []Peer  `json:"peers"`
-	Routes      Routes  `json:"routes"`
-	Masquerade  Masq    `json:"masquerade"`
-	CNI         CNI     `json:"cni"`
-	IPAM        IPAM    `json:"ipam"`
+	Verdict    Verdict `json:"verdict"`
+	Agent      Agent   `json:"agent"`
+	Node       Node    `json:"node"`
+	Source     Source  `json:"source"`
+	Peers      []Peer  `json:"peers"`
+	Routes     Routes  `json:"routes"`
+	Masquerade Masq    `json:"masquerade"`
+	CNI        CNI     `json:"cni"`
+	IPAM       IPAM    `json:"ipam"`
+	// Runtime is what the container runtime says about the pod network.
+	Runtime     Runtime `json:"runtime"`
 	Reconcilers []Run   `json:"reconcilers"`
 	// Bootstrapped is true once the state from local files (nodes file or
 	// cache) has been applied at start.
@@ -165,6 +168,85 @@ type CNI struct {
 	MTU     int       `json:"mtu,omitempty"`
 	// Waiting says why the agent does not write the config (yet).
 	Waiting string `json:"waiting,omitempty"`
+}
+
+// Runtime states: what came of the last check of the container runtime.
+const (
+	// RuntimeReady: the runtime reports NetworkReady=true.
+	RuntimeReady = "ready"
+	// RuntimeNotReady: the runtime reports NetworkReady=false (or no
+	// NetworkReady condition at all, which kubelet reads the same way).
+	RuntimeNotReady = "not-ready"
+	// RuntimeUnanswered: the socket is there but the runtime did not
+	// answer in time, or answered with an error.
+	RuntimeUnanswered = "unanswered"
+	// RuntimeNoSocket: the configured socket does not exist.
+	RuntimeNoSocket = "no-socket"
+	// RuntimeNotFound: cri.endpoint is auto and none of the well-known
+	// sockets exists (a host without a CRI runtime, or one not started).
+	RuntimeNotFound = "not-found"
+	// RuntimeDisabled: cri.endpoint is none; the runtime is not asked.
+	RuntimeDisabled = "disabled"
+)
+
+// Runtime is what the node's container runtime reported about the pod
+// network when last asked over CRI (RuntimeStatus): its NetworkReady
+// condition, the one kubelet turns into the Node's Ready condition. An
+// empty State means it has not been asked yet.
+type Runtime struct {
+	// Endpoint is the CRI socket asked (empty when none was found or the
+	// check is off).
+	Endpoint string `json:"endpoint,omitempty"`
+	// Auto is true when the endpoint was looked for among the well-known
+	// sockets (cri.endpoint auto) rather than configured.
+	Auto  bool   `json:"auto"`
+	State string `json:"state"`
+	// Name and Version are the runtime's own (CRI Version), e.g.
+	// "containerd" "v2.4.2"; empty until it answered once.
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+	// NetworkReady is the status of the runtime's NetworkReady condition
+	// (true only in state ready); Reason and Message are the condition's.
+	NetworkReady bool   `json:"networkReady"`
+	Reason       string `json:"reason,omitempty"`
+	Message      string `json:"message,omitempty"`
+	// Error says why the runtime could not be asked (states unanswered,
+	// no-socket).
+	Error string `json:"error,omitempty"`
+	// Checked is when the runtime was last asked; Since is when the
+	// current state began (as first seen by the agent).
+	Checked time.Time `json:"checked,omitzero"`
+	Since   time.Time `json:"since,omitzero"`
+}
+
+// Observe takes the result of a new check, keeping Since when the state
+// is the same as before. It reports whether anything but the times
+// changed (a record watcher is woken only then).
+func (rt *Runtime) Observe(next Runtime) (changed bool) {
+	prev := *rt
+	next.Since = next.Checked
+	if prev.State == next.State && prev.Endpoint == next.Endpoint && !prev.Since.IsZero() {
+		next.Since = prev.Since
+	}
+	if next.Name == "" && prev.Endpoint == next.Endpoint {
+		// An unanswered runtime is still the one that answered before.
+		next.Name, next.Version = prev.Name, prev.Version
+	}
+	*rt = next
+	prev.Checked, prev.Since, next.Checked, next.Since = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return prev != next
+}
+
+// Who names the runtime in sentences: "containerd" once it answered,
+// else "the runtime at unix:///run/x.sock".
+func (rt *Runtime) Who() string {
+	switch {
+	case rt.Name != "":
+		return rt.Name
+	case rt.Endpoint != "":
+		return "the runtime at " + rt.Endpoint
+	}
+	return "the runtime"
 }
 
 // IPAM is address usage of the CNI plugin's IPAM store.
@@ -337,7 +419,8 @@ func (r *Record) Counts() map[string]int {
 }
 
 // Summary is the one-line STATUS= text for systemd, e.g.
-// "3 peers routed, 1 rejected, CNI config ready, nodes file".
+// "3 peers routed, 1 rejected, CNI config ready, containerd network ready,
+// kubernetes". It carries no times, so it changes only when the state does.
 func (r *Record) Summary() string {
 	c := r.Counts()
 	parts := []string{fmt.Sprintf("%d peers routed", c[PeerRouted])}
@@ -346,15 +429,40 @@ func (r *Record) Summary() string {
 			parts = append(parts, fmt.Sprintf("%d %s", c[st], st))
 		}
 	}
-	if r.CNI.Present {
-		parts = append(parts, "CNI config ready")
-	} else {
-		parts = append(parts, "no CNI config")
-	}
+	parts = append(parts, r.cniSummary()...)
 	src := r.Source.Name
 	if !r.Source.Healthy && r.Source.Error != "" {
 		src += " unhealthy"
 	}
 	parts = append(parts, src)
 	return strings.Join(parts, ", ")
+}
+
+// cniSummary is the CNI config's part of the STATUS= line, with what the
+// runtime says about it when the runtime was asked: plainly a disagreement
+// when the config is written and the runtime reports the network not ready.
+func (r *Record) cniSummary() []string {
+	rt := r.Runtime
+	cni := "no CNI config"
+	if r.CNI.Present {
+		cni = "CNI config ready"
+	}
+	switch rt.State {
+	case RuntimeReady:
+		return []string{cni, rt.Who() + " network ready"}
+	case RuntimeNotReady:
+		cond := "NetworkReady=false"
+		if d := rt.condition(); d != "" {
+			cond += ": " + d
+		}
+		if r.CNI.Present {
+			return []string{"CNI config written but " + rt.Who() + " reports " + cond}
+		}
+		return []string{cni, rt.Who() + " " + cond}
+	case RuntimeUnanswered:
+		return []string{cni, rt.Who() + " not answering"}
+	case RuntimeNoSocket:
+		return []string{cni, "no runtime socket at " + rt.Endpoint}
+	}
+	return []string{cni}
 }

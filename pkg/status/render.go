@@ -27,7 +27,7 @@ const (
 )
 
 // Render writes the human view of a stamped record: the verdict line, then
-// node, source, CNI, masquerade, IPAM and routes lines, then the peers
+// node, source, CNI, runtime, masquerade, IPAM and routes lines, then the peers
 // table (and, wide, the reconcilers table). Times are shown relative to
 // r.Now.
 func Render(w io.Writer, r *Record, o RenderOptions) error {
@@ -36,6 +36,10 @@ func Render(w io.Writer, r *Record, o RenderOptions) error {
 	p.kv("node", nodeLine(r, p))
 	p.kv("source", sourceLine(r, p))
 	p.kv("CNI", cniLine(r, p))
+	p.kv("runtime", runtimeLine(r, p))
+	if h := runtimeHint(r); h != "" {
+		p.kv("", "  hint: "+h)
+	}
 	p.kv("masq", masqLine(r, o.Wide))
 	if l := ipamLine(r); l != "" {
 		p.kv("IPAM", l)
@@ -220,6 +224,83 @@ func cniLine(r *Record, p *printer) string {
 		s += "  " + p.paint(yellow, "(may be stale: "+c.Waiting+")")
 	}
 	return s
+}
+
+// runtimeLine is what the container runtime reported about the pod
+// network, e.g. "containerd v2.4.2  NetworkReady=true  unix:///run/containerd/containerd.sock
+// (auto)  checked 2s ago".
+func runtimeLine(r *Record, p *printer) string {
+	rt := r.Runtime
+	switch rt.State {
+	case "":
+		return "not asked yet"
+	case RuntimeDisabled:
+		return "not asked (cri.endpoint: none)"
+	case RuntimeNotFound:
+		s := "no CRI socket at the well-known paths (cri.endpoint auto)"
+		if p.o.Wide && rt.Error != "" {
+			s += ": " + rt.Error
+		}
+		return s
+	case RuntimeNoSocket:
+		return p.paint(yellow, "no socket at "+rt.Endpoint) + endpointNote(rt, p)
+	case RuntimeUnanswered:
+		return p.paint(yellow, rt.Who()+" does not answer: "+rt.Error) + endpointNote(rt, p)
+	}
+	who := rt.Name
+	if who == "" {
+		who = "runtime"
+	}
+	if rt.Version != "" {
+		who += " " + rt.Version
+	}
+	var s string
+	if rt.State == RuntimeReady {
+		s = who + "  " + p.paint(green, "NetworkReady=true")
+		if !r.CNI.Present {
+			s += "  " + p.paint(yellow, "(kindnet wrote no CNI config: the runtime uses another one)")
+		}
+	} else {
+		s = who + "  " + p.paint(red, "NetworkReady=false") + " since " + p.ago(rt.Since)
+		if d := rt.condition(); d != "" {
+			s += ": " + d
+		}
+	}
+	return s + endpointNote(rt, p)
+}
+
+// runtimeHint says what to look at when the runtime has not loaded any CNI
+// config although kindnet's has long been written (containerd's and
+// CRI-O's messages for that case). When the runtime found the config and
+// the plugin's STATUS fails, the message is kindnet's own and says enough.
+func runtimeHint(r *Record) string {
+	_, lasting := RuntimeDisagrees(r)
+	msg := strings.ToLower(r.Runtime.Message)
+	if !lasting || !(strings.Contains(msg, "not initialized") || strings.Contains(msg, "no network config") ||
+		strings.Contains(msg, "no cni configuration")) {
+		return ""
+	}
+	return "is " + dirOf(r.CNI.Path) + " the runtime's CNI conf dir? A runtime that missed the file being written " +
+		"reads the dir again when restarted (running pods are not affected)"
+}
+
+// endpointNote is the socket asked, and when (the time only with -o wide).
+func endpointNote(rt Runtime, p *printer) string {
+	s := "  " + rt.Endpoint
+	if rt.Auto {
+		s += " (auto)"
+	}
+	if p.o.Wide {
+		s += "  checked " + p.ago(rt.Checked)
+	}
+	return s
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i > 0 {
+		return path[:i]
+	}
+	return path
 }
 
 func masqLine(r *Record, wide bool) string {

@@ -46,6 +46,8 @@ func degradedRecord() Record {
 	r.Masquerade.NoMasquerade = []string{"10.244.0.0/16", "192.168.0.0/16"}
 	r.IPAM = IPAM{Dir: "/run/kindnet/ipam/kindnet", Available: true, Ranges: []IPAMRange{{CIDR: "10.244.1.0/24", Used: 3, Capacity: 253}}}
 	r.Routes.Installed = 2
+	r.Runtime = Runtime{Endpoint: "unix:///run/containerd/containerd.sock", Auto: true, State: RuntimeReady, Name: "containerd",
+		Version: "v2.4.2", NetworkReady: true, Checked: t0.Add(3*time.Minute - 2*time.Second), Since: t0.Add(10 * time.Second)}
 	r.Peers = []Peer{
 		{Name: "b", State: PeerRouted, Addresses: []string{"192.168.1.2", "fd00::2"}, PodCIDRs: []string{"10.244.2.0/24", "fd00:10:244:2::/64"}},
 		{Name: "c", State: PeerPending, Reason: "no podCIDR yet", Addresses: []string{"192.168.1.3"}},
@@ -113,6 +115,8 @@ func TestRenderAgentDownShowsHostFacts(t *testing.T) {
 		CNI:           CNI{Path: "/etc/cni/net.d/10-kindnet.conflist", Present: true, Written: t0},
 		Masquerade:    Masq{Enabled: true, Table: "kindnet", Present: true},
 		Peers:         []Peer{{Name: "b", State: PeerRouted, PodCIDRs: []string{"10.244.2.0/24"}}},
+		Runtime: Runtime{Auto: true, State: RuntimeNotFound, Checked: t0.Add(time.Hour),
+			Error: "none of the well-known sockets is there: /run/containerd/containerd.sock does not exist, /run/crio/crio.sock does not exist"},
 		Host: &Host{
 			Routes:    []HostRoute{{Dst: "10.244.2.0/24", Via: "192.168.1.2", Dev: "eth0"}},
 			NftTables: []string{"kindnet"},
@@ -129,4 +133,45 @@ func TestRenderAgentDownShowsHostFacts(t *testing.T) {
 		}
 	}
 	golden(t, "human-down.golden", []byte(out))
+}
+
+// The case of issue 13 as an operator sees it: kindnet wrote its CNI
+// config two minutes ago, containerd still reports NetworkReady=false.
+func TestRenderRuntimeThatDisagrees(t *testing.T) {
+	r := healthyRecord()
+	r.Started = t0
+	r.CNI.Written = t0.Add(time.Minute)
+	r.Runtime = Runtime{Endpoint: "unix:///run/containerd/containerd.sock", Auto: true, State: RuntimeNotReady, Name: "containerd",
+		Version: "v2.4.2", Reason: "NetworkPluginNotReady", Message: "Network plugin returns error: cni plugin not initialized",
+		Checked: t0.Add(3*time.Minute - time.Second), Since: t0.Add(30 * time.Second)}
+	r.Stamp(t0.Add(3 * time.Minute))
+	out := render(t, r, RenderOptions{})
+	for _, want := range []string{
+		"down: CNI config written 2m ago but containerd reports NetworkReady=false: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized\n",
+		"runtime  containerd v2.4.2  NetworkReady=false since 2m ago: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized" +
+			"  unix:///run/containerd/containerd.sock (auto)\n",
+		"           hint: is /etc/cni/net.d the runtime's CNI conf dir?",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	golden(t, "human-runtime.golden", []byte(out))
+
+	// The plugin's own STATUS failing is no case for the hint.
+	r.Runtime.Message = "Network plugin returns error: plugin type=\"kindnet\" failed (status): kindnet cannot allocate pod addresses"
+	if out := render(t, r, RenderOptions{}); strings.Contains(out, "hint:") || !strings.HasPrefix(out, "down: CNI config written 2m ago but containerd") {
+		t.Errorf("with kindnet's STATUS failing:\n%s", out)
+	}
+
+	// Not answering, then answering again: the runtime line says which.
+	r.Runtime = Runtime{Endpoint: "unix:///run/crio/crio.sock", State: RuntimeUnanswered, Error: "no answer within 2s", Checked: t0.Add(3 * time.Minute)}
+	r.Stamp(t0.Add(3 * time.Minute))
+	out = render(t, r, RenderOptions{Wide: true})
+	for _, want := range []string{"degraded: the runtime at unix:///run/crio/crio.sock does not answer: no answer within 2s\n",
+		"runtime  the runtime at unix:///run/crio/crio.sock does not answer: no answer within 2s  unix:///run/crio/crio.sock  checked 0s ago\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
 }

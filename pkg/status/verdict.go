@@ -46,15 +46,27 @@ func (v Verdict) ExitCode() int {
 	return ExitDown
 }
 
+// RuntimeGrace is how long after the CNI config was written a runtime that
+// still reports NetworkReady=false only makes the verdict degraded, not
+// down: containerd and CRI-O reload their CNI configs on an inotify event,
+// within a second, and the agent asks the runtime every few seconds.
+const RuntimeGrace = 15 * time.Second
+
 // Judge draws the verdict from a record. It is the only place that decides
 // what healthy means:
 //
-//   - down: the agent does not answer, or there is no CNI config (new pods
-//     cannot start);
+//   - down: the agent does not answer; there is no CNI config; or the CNI
+//     config is written but the container runtime has reported
+//     NetworkReady=false for longer than RuntimeGrace since (either way
+//     new pods cannot start);
 //   - degraded: a peer is rejected, off-link or in conflict; the source
 //     cannot see the cluster or has not delivered a view yet; the CNI config
 //     is stale; a reconciler is failing; this node's podCIDR is unusable;
-//   - healthy otherwise. Pending peers (no podCIDR yet) are normal.
+//     the runtime does not report NetworkReady within RuntimeGrace of the
+//     CNI config being written; the runtime's socket is configured but
+//     missing, or the runtime does not answer;
+//   - healthy otherwise. Pending peers (no podCIDR yet) are normal, and so
+//     is a host where cri.endpoint is auto and no runtime socket exists.
 //
 // When the verdict is down only the reasons for down are given.
 func Judge(r *Record) Verdict {
@@ -83,7 +95,72 @@ func downReasons(r *Record) []string {
 		}
 		out = append(out, s)
 	}
+	if s, lasting := RuntimeDisagrees(r); s != "" && lasting {
+		out = append(out, s)
+	}
 	return out
+}
+
+// RuntimeDisagrees says when kindnet has written its CNI config and the
+// runtime, asked since, still reports NetworkReady=false; lasting is true
+// once that has gone on for RuntimeGrace after the write. An answer from
+// before the write is no disagreement: the runtime had nothing to load.
+func RuntimeDisagrees(r *Record) (reason string, lasting bool) {
+	rt := r.Runtime
+	if !r.CNI.Present || rt.State != RuntimeNotReady || rt.Checked.Before(r.CNI.Written) {
+		return "", false
+	}
+	cond := "NetworkReady=false"
+	if d := rt.condition(); d != "" {
+		cond += ": " + d
+	}
+	if rt.Checked.Sub(r.CNI.Written) < RuntimeGrace && !r.CNI.Written.IsZero() {
+		return fmt.Sprintf("CNI config written %s, %s does not report the network ready yet (%s)",
+			when(r.Now, r.CNI.Written), rt.Who(), cond), false
+	}
+	written := "CNI config written " + when(r.Now, r.CNI.Written)
+	if r.CNI.Written.IsZero() {
+		written = "CNI config present"
+	}
+	return fmt.Sprintf("%s but %s reports %s", written, rt.Who(), cond), true
+}
+
+// condition is the NetworkReady condition's reason and message, as one
+// phrase.
+func (rt Runtime) condition() string {
+	switch {
+	case rt.Reason != "" && rt.Message != "":
+		return rt.Reason + ": " + rt.Message
+	case rt.Message != "":
+		return rt.Message
+	}
+	return rt.Reason
+}
+
+// runtimeProblem says why the runtime could not be asked, when that is a
+// problem: the socket the user named is missing, or the runtime found does
+// not answer.
+func runtimeProblem(r *Record) string {
+	rt := r.Runtime
+	switch rt.State {
+	case RuntimeNoSocket:
+		return "no container runtime socket at " + rt.Endpoint + " (cri.endpoint)"
+	case RuntimeUnanswered:
+		who := rt.Who()
+		if rt.Name != "" {
+			who += " at " + rt.Endpoint
+		}
+		return fmt.Sprintf("%s does not answer: %s", who, rt.Error)
+	}
+	return ""
+}
+
+// when renders t relative to now ("3m ago"), or absolute when now is unknown.
+func when(now, t time.Time) string {
+	if now.IsZero() {
+		return "at " + t.UTC().Format(time.RFC3339)
+	}
+	return shortDuration(now.Sub(t)) + " ago"
 }
 
 func degradedReasons(r *Record) []string {
@@ -121,6 +198,12 @@ func degradedReasons(r *Record) []string {
 	}
 	if r.Masquerade.Enabled && !r.Masquerade.Present && ran(r, "masquerade") {
 		out = append(out, "masquerade table inet "+r.Masquerade.Table+" missing")
+	}
+	if s, lasting := RuntimeDisagrees(r); s != "" && !lasting {
+		out = append(out, s)
+	}
+	if s := runtimeProblem(r); s != "" {
+		out = append(out, s)
 	}
 	return out
 }

@@ -21,6 +21,19 @@ func healthyRecord() Record {
 	}
 }
 
+// runtimeAnswer is containerd's answer checked at checked; the CNI config
+// of the cases is written at written.
+func runtimeAnswer(state string, checked time.Time) Runtime {
+	rt := Runtime{Endpoint: "unix:///run/containerd/containerd.sock", Auto: true, State: state, Name: "containerd",
+		Version: "v2.4.2", Checked: checked, Since: checked}
+	if state == RuntimeReady {
+		rt.NetworkReady = true
+	} else {
+		rt.Reason, rt.Message = "NetworkPluginNotReady", "Network plugin returns error: cni plugin not initialized"
+	}
+	return rt
+}
+
 func TestJudge(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cases := []struct {
@@ -75,10 +88,36 @@ func TestJudge(t *testing.T) {
 		{"masquerade disabled is fine", func(r *Record) { r.Masquerade = Masq{Table: "kindnet"} }, Healthy, 0, nil},
 		{"own podCIDR problem", func(r *Record) { r.Node.Problem = "podCIDR overlaps the host's network" }, Degraded, 1,
 			[]string{"this node: podCIDR overlaps"}},
+		{"runtime agrees", func(r *Record) { r.Runtime = runtimeAnswer(RuntimeReady, since.Add(time.Hour)) }, Healthy, 0, nil},
+		{"runtime not ready long after the CNI config was written", func(r *Record) {
+			r.Runtime = runtimeAnswer(RuntimeNotReady, since.Add(2*time.Minute))
+		}, Down, 2, []string{"CNI config written 2m ago but containerd reports NetworkReady=false: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized"}},
+		{"runtime not ready just after the CNI config was written", func(r *Record) {
+			r.Runtime = runtimeAnswer(RuntimeNotReady, since.Add(3*time.Second))
+		}, Degraded, 1, []string{"CNI config written 2m ago, containerd does not report the network ready yet (NetworkReady=false: NetworkPluginNotReady"}},
+		{"a runtime answer older than the CNI config is no disagreement", func(r *Record) {
+			r.Runtime = runtimeAnswer(RuntimeNotReady, since.Add(-time.Second))
+		}, Healthy, 0, nil},
+		{"runtime not ready and no CNI config: down once, for the config", func(r *Record) {
+			r.CNI = CNI{Path: "/c.conflist"}
+			r.Runtime = runtimeAnswer(RuntimeNotReady, since.Add(time.Hour))
+		}, Down, 2, []string{"no CNI config at /c.conflist"}},
+		{"runtime unanswered", func(r *Record) {
+			r.Runtime = Runtime{State: RuntimeUnanswered, Endpoint: "unix:///run/containerd/containerd.sock", Error: "no answer within 2s", Checked: since}
+		}, Degraded, 1, []string{"the runtime at unix:///run/containerd/containerd.sock does not answer: no answer within 2s"}},
+		{"configured runtime socket missing", func(r *Record) {
+			r.Runtime = Runtime{State: RuntimeNoSocket, Endpoint: "unix:///run/x.sock", Error: "/run/x.sock does not exist", Checked: since}
+		}, Degraded, 1, []string{"no container runtime socket at unix:///run/x.sock (cri.endpoint)"}},
+		{"no runtime found by auto is fine", func(r *Record) {
+			r.Runtime = Runtime{State: RuntimeNotFound, Auto: true, Checked: since}
+		}, Healthy, 0, nil},
+		{"runtime check off is fine", func(r *Record) { r.Runtime = Runtime{State: RuntimeDisabled} }, Healthy, 0, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := healthyRecord()
+			// The CNI config was written at since; "now" is 2m later.
+			r.CNI.Written, r.Now = since, since.Add(2*time.Minute)
 			c.change(&r)
 			v := Judge(&r)
 			if v.State != c.state || v.ExitCode() != c.exit {
@@ -120,5 +159,62 @@ func TestSetRunKeepsCountsAndLastError(t *testing.T) {
 	if len(r.Reconcilers) != 2 || got.Runs != 3 || got.Errors != 1 || got.Error != "" ||
 		got.LastError != "boom" || !got.LastErrorAt.Equal(t0.Add(time.Second)) {
 		t.Fatalf("reconcilers %+v", r.Reconcilers)
+	}
+}
+
+func TestRuntimeObserveKeepsSinceWhileTheStateLasts(t *testing.T) {
+	var rt Runtime
+	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := runtimeAnswer(RuntimeNotReady, t1)
+	a.Since = time.Time{}
+	if !rt.Observe(a) || !rt.Since.Equal(t1) {
+		t.Fatalf("first answer: %+v", rt)
+	}
+	b := runtimeAnswer(RuntimeNotReady, t1.Add(time.Minute))
+	if rt.Observe(b) || !rt.Since.Equal(t1) || !rt.Checked.Equal(t1.Add(time.Minute)) {
+		t.Fatalf("same answer later: changed, or Since moved: %+v", rt)
+	}
+	c := b
+	c.Message, c.Checked = "Network plugin returns error: kindnet cannot allocate pod addresses", t1.Add(2*time.Minute)
+	if !rt.Observe(c) || !rt.Since.Equal(t1) {
+		t.Fatalf("new message, same state: want changed with Since kept: %+v", rt)
+	}
+	d := Runtime{Endpoint: a.Endpoint, State: RuntimeUnanswered, Error: "no answer within 2s", Checked: t1.Add(3 * time.Minute)}
+	if !rt.Observe(d) || !rt.Since.Equal(d.Checked) || rt.Name != "containerd" {
+		t.Fatalf("unanswered: want Since reset and the runtime's name kept: %+v", rt)
+	}
+}
+
+func TestSummarySaysWhenTheRuntimeDisagrees(t *testing.T) {
+	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name   string
+		change func(r *Record)
+		want   string
+	}{
+		{"runtime not asked", func(*Record) {}, "1 peers routed, 1 pending, CNI config ready, nodes file"},
+		{"runtime agrees", func(r *Record) { r.Runtime = runtimeAnswer(RuntimeReady, t1) },
+			"1 peers routed, 1 pending, CNI config ready, containerd network ready, nodes file"},
+		{"runtime disagrees", func(r *Record) { r.Runtime = runtimeAnswer(RuntimeNotReady, t1) },
+			"1 peers routed, 1 pending, CNI config written but containerd reports NetworkReady=false: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized, nodes file"},
+		{"both say not ready", func(r *Record) {
+			r.CNI.Present = false
+			r.Runtime = runtimeAnswer(RuntimeNotReady, t1)
+		}, "1 peers routed, 1 pending, no CNI config, containerd NetworkReady=false: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized, nodes file"},
+		{"runtime not answering", func(r *Record) {
+			r.Runtime = Runtime{State: RuntimeUnanswered, Endpoint: "unix:///run/crio/crio.sock", Checked: t1}
+		}, "1 peers routed, 1 pending, CNI config ready, the runtime at unix:///run/crio/crio.sock not answering, nodes file"},
+		{"runtime socket missing", func(r *Record) {
+			r.Runtime = Runtime{State: RuntimeNoSocket, Endpoint: "unix:///run/x.sock", Checked: t1}
+		}, "1 peers routed, 1 pending, CNI config ready, no runtime socket at unix:///run/x.sock, nodes file"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := healthyRecord()
+			c.change(&r)
+			if got := r.Summary(); got != c.want {
+				t.Errorf("Summary() = %q\nwant         %q", got, c.want)
+			}
+		})
 	}
 }

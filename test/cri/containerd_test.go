@@ -149,18 +149,42 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 		}}
 }
 
-// startContainerd runs containerd inside node's network namespace and in a
-// mount namespace of its own (its mounts vanish with it), with every file
-// under a fresh directory in /run (short: socket paths are limited to 108
-// bytes). It is stopped and everything it left is removed at test end.
+// startContainerd runs containerd inside node's network namespace,
+// reading the CNI config the node's agent writes (see daemon.start).
 func startContainerd(t *testing.T, f flavour, node *lab.Node, kindnet string) *daemon {
+	t.Helper()
+	d := newDaemon(t, f)
+	d.start(node, filepath.Dir(node.CNIConfPath()), kindnet)
+	return d
+}
+
+// newDaemon makes a containerd's directory, a fresh one in /run (short:
+// socket paths are limited to 108 bytes), so its socket's path is known
+// before it runs. It is removed at test end if containerd never started
+// (start takes over the cleanup).
+func newDaemon(t *testing.T, f flavour) *daemon {
 	t.Helper()
 	dir, err := os.MkdirTemp("/run", "kncri-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, f: f, node: node, dir: dir, confDir: filepath.Dir(node.CNIConfPath()),
-		binDir: filepath.Join(dir, "cni-bin"), exited: make(chan struct{})}
+	d := &daemon{t: t, f: f, dir: dir, binDir: filepath.Join(dir, "cni-bin"), exited: make(chan struct{})}
+	t.Cleanup(func() {
+		if d.cmd == nil {
+			_ = os.RemoveAll(dir)
+		}
+	})
+	return d
+}
+
+// start runs containerd inside node's network namespace and in a mount
+// namespace of its own (its mounts vanish with it), with every file under
+// its directory, reading CNI configs from confDir. It is stopped and
+// everything it left is removed at test end.
+func (d *daemon) start(node *lab.Node, confDir, kindnet string) {
+	t, f := d.t, d.f
+	t.Helper()
+	d.node, d.confDir = node, confDir
 	t.Cleanup(d.cleanup)
 	if err := os.MkdirAll(d.binDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -172,7 +196,7 @@ func startContainerd(t *testing.T, f flavour, node *lab.Node, kindnet string) *d
 			t.Fatal(err)
 		}
 	}
-	cfg := filepath.Join(dir, "config.toml")
+	cfg := filepath.Join(d.dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(f.config(d)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +209,7 @@ func startContainerd(t *testing.T, f flavour, node *lab.Node, kindnet string) *d
 		"unshare", "--mount", "--propagation", "slave", "--",
 		f.containerd, "--config", cfg, "--log-level", "debug")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + dir}
+	d.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + d.dir}
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", f.name, err)
@@ -206,8 +230,7 @@ func startContainerd(t *testing.T, f flavour, node *lab.Node, kindnet string) *d
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("%s runs in %s (pid %d), files in %s", f.name, node.NS, d.cmd.Process.Pid, dir)
-	return d
+	t.Logf("%s runs in %s (pid %d), files in %s", f.name, node.NS, d.cmd.Process.Pid, d.dir)
 }
 
 func (d *daemon) tailLog(n int) string {

@@ -2,7 +2,8 @@
 // Debian's containerd 1.6 (with a 1.0.0 conflist) and containerd 2.4.2
 // built from source (with a 1.1.0 conflist, so it asks STATUS), each
 // started with a config of its own inside a lab node's network namespace
-// and driven through CRI with crictl, as kubelet would drive it.
+// and driven through CRI with crictl, as kubelet would drive it; and
+// `kindnet status` showing what containerd reports about the network.
 //
 // Root, state, sockets and pod network namespaces live under a temporary
 // directory; the pause image is built here from a tiny static binary and
@@ -230,13 +231,13 @@ func checkNetworkReadyFollowsStatus(t *testing.T, d *daemon, store *ipam.Store) 
 }
 
 // newLab builds a two-node lab whose agents write the conflist version
-// the runtime takes.
-func newLab(t *testing.T, f flavour) *lab.Lab {
+// the runtime takes, with extra agent flags.
+func newLab(t *testing.T, f flavour, agentArgs ...string) *lab.Lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l, err := lab.Up(ctx, lab.Options{Nodes: 2, Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"),
-		CNIPlugin: "ptp", AgentArgs: []string{"--cni-spec-version", f.cniVersion}, Log: t.Logf})
+		CNIPlugin: "ptp", AgentArgs: append([]string{"--cni-spec-version", f.cniVersion}, agentArgs...), Log: t.Logf})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}

@@ -162,6 +162,10 @@ cni:
   plugin: %s
   confDir: %s
   binDir: %s
+cri:
+  # The host's runtime, if any, is not this lab node's (tests that run
+  # one pass --cri-endpoint).
+  endpoint: none
 stateDir: %s
 runDir: %s
 resyncInterval: 30s

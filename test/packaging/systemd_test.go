@@ -160,6 +160,36 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		}
 	})
 
+	t.Run("the container runtime's answer, asked under the hardened unit", func(t *testing.T) {
+		// A fake runtime at containerd's well-known socket, root's with
+		// mode 0660 like containerd's, reporting what containerd reports
+		// when it has loaded no CNI config. The agent (cri.endpoint auto,
+		// root with only CAP_NET_ADMIN, ProtectSystem=strict, filtered
+		// system calls) finds it, asks it, and its STATUS= says so.
+		b, err := os.ReadFile(buildLabTool(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.writeFile("/tmp/kindnet-lab", string(b), 0o755)
+		s.mustRun("mkdir", "-p", "/run/containerd")
+		s.mustRun("systemd-run", "--unit=fake-cri", "--collect", "--", "/tmp/kindnet-lab", "fake-cri", "--socket", "/run/containerd/containerd.sock")
+		want := "2 peers routed, CNI config written but fakerd reports NetworkReady=false: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized, nodes file"
+		waitFor(t, "the runtime's answer in the status line", 30*time.Second, func() (bool, string) {
+			st := unitProps(t, s, "kindnet.service", "StatusText")["StatusText"]
+			return st == want, st
+		})
+		log := s.mustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager")
+		if !strings.Contains(log, "container runtime reports NetworkReady=false although kindnet's CNI config is written") {
+			t.Errorf("no warning about the runtime in the journal:\n%s", log)
+		}
+		// Gone again (its socket removed): nothing to ask, nothing said.
+		s.mustRun("systemctl", "stop", "fake-cri.service")
+		waitFor(t, "the status line without a runtime", 30*time.Second, func() (bool, string) {
+			st := unitProps(t, s, "kindnet.service", "StatusText")["StatusText"]
+			return st == "2 peers routed, CNI config ready, nodes file", st
+		})
+	})
+
 	t.Run("journal fields", func(t *testing.T) {
 		for _, q := range []struct{ match, want string }{
 			{"PEER=node2", "peer routed peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2"},

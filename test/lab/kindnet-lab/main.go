@@ -1,8 +1,9 @@
 // Command kindnet-lab runs the network-namespace lab: a kindnet cluster of
 // node namespaces on one machine (up, down, status, demo), and the small
 // tools the lab needs inside its namespaces: a CNI driver built on libcni
-// (cni add|check|del, as a container runtime calls plugins) and a TCP
-// "whoami" server and client to see which source address arrives.
+// (cni add|check|del, as a container runtime calls plugins), a TCP
+// "whoami" server and client to see which source address arrives, and a
+// fake CRI runtime (fake-cri) reporting a NetworkReady condition.
 //
 // It is a test tool: it is not packaged and never touches the machine's own
 // network namespace.
@@ -28,7 +29,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), statusCmd(), demoCmd(), cniCmd(), whoamiCmd(), fetchCmd())
+	root.AddCommand(upCmd(), downCmd(), statusCmd(), demoCmd(), cniCmd(), whoamiCmd(), fetchCmd(), fakeCRICmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kindnet-lab:", err)
 		os.Exit(1)
