@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // Protocol is kindnet's route protocol number: `ip route` shows it as
@@ -289,7 +290,7 @@ func protoName(p netlink.RouteProtocol) string {
 // Cleanup deletes every route carrying kindnet's protocol, in both
 // families, and nothing else. It returns how many it deleted.
 func Cleanup(h *netlink.Handle) (int, error) {
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_UNSPEC},
+	routes, err := nldump.RouteListFiltered(h, netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_UNSPEC},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return 0, fmt.Errorf("list kindnet routes: %w", err)
