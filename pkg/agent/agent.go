@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -88,6 +89,13 @@ type Agent struct {
 	haveView   bool // a real view (source or cache) is known: routes may be reconciled
 	viewOrigin string
 	prev       *model.Snapshot
+	// held and incumbents say who held which range before this process
+	// started (the routes found installed, the peers the cache names as
+	// accepted); they order validation until the first snapshot exists.
+	held       map[netip.Prefix]netip.Addr
+	incumbents []string
+	// retry spaces out the retries of failed or skipped reconciles.
+	retry      backoff
 	rejected   map[string]string // last logged rejection reason per peer
 	lastStatus string            // last STATUS= line sent to systemd
 	peerStates map[string]string // last logged route state per peer
@@ -168,9 +176,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	var runtimeDone sync.WaitGroup
 	runtimeDone.Go(func() { a.runtime.run(rctx) })
 	defer func() { stopRuntime(); runtimeDone.Wait() }()
-	a.applySysctls(ctx)
 	a.bootstrap()
-	a.reconcile(ctx, "bootstrap")
+	a.seedHolders()
+	ok := a.reconcile(ctx, "bootstrap")
 	a.store.Update(func(r *status.Record) { r.Bootstrapped, r.Ready = true, r.Source.Synced })
 	a.notify().Ready()
 	a.log.Info("bootstrap state applied", "node", a.cfg.NodeName, "view", a.viewOrigin)
@@ -181,11 +189,35 @@ func (a *Agent) Run(ctx context.Context) error {
 	srcDone := make(chan error, 1)
 	go func() { srcDone <- a.source.Run(ctx, updates) }()
 	go a.watchNetlink(ctx, kicks, gone)
-	return a.loop(ctx, updates, kicks, gone, srcDone)
+	return a.loop(ctx, updates, kicks, gone, srcDone, ok)
+}
+
+// seedHolders records, before the first validation, who held which range:
+// the kindnet routes the kernel has (after a kill -9 or a restart) and the
+// peers the cache names as accepted (after a reboot). Without them the
+// first validation would decide conflicts by name, and a newcomer whose
+// name sorts first would take over a range that carries traffic.
+func (a *Agent) seedHolders() {
+	if rs, err := routes.List(a.nl); err != nil {
+		a.log.Warn("cannot list the installed kindnet routes; conflicts are decided from the cache alone", "err", err)
+	} else {
+		a.held = map[netip.Prefix]netip.Addr{}
+		for _, rt := range rs {
+			dst, ok1 := netip.AddrFromSlice(rt.Dst.IP)
+			via, ok2 := netip.AddrFromSlice(rt.Gw)
+			if ok1 && ok2 {
+				ones, _ := rt.Dst.Mask.Size()
+				a.held[netip.PrefixFrom(dst.Unmap(), ones).Masked()] = via.Unmap()
+			}
+		}
+	}
+	if e, err := a.cache.Read(); err == nil && e != nil {
+		a.incumbents = e.Accepted
+	}
 }
 
 // loop is the single goroutine that owns the agent's state.
-func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-chan string, gone <-chan []routes.Deleted, srcDone <-chan error) error {
+func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-chan string, gone <-chan []routes.Deleted, srcDone <-chan error, bootOK bool) error {
 	resync := time.NewTicker(a.cfg.ResyncInterval.Std())
 	defer resync.Stop()
 	watchdog := watchdogTicker()
@@ -202,6 +234,23 @@ func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-c
 		}
 		pending = why
 	}
+	// A failed or skipped run is retried with capped backoff, not left
+	// to the next resync; any other reconcile in between counts as the retry.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	a.retry = backoff{min: retryMin, max: min(retryMax, a.cfg.ResyncInterval.Std())}
+	after := func(ok bool) {
+		retry.Stop()
+		if ok {
+			a.retry.reset()
+			return
+		}
+		d := a.retry.next()
+		a.log.Info("reconcile incomplete; retrying", "in", d)
+		retry.Reset(d)
+	}
+	after(bootOK)
 	for {
 		select {
 		case <-ctx.Done():
@@ -223,7 +272,9 @@ func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-c
 		case <-timer.C:
 			why := pending
 			pending = ""
-			a.reconcile(ctx, why)
+			after(a.reconcile(ctx, why))
+		case <-retry.C:
+			schedule("retry after a failed run")
 		case err := <-srcDone:
 			if ctx.Err() != nil {
 				continue
@@ -324,7 +375,10 @@ func (nopNotifier) Status(string) {}
 func (nopNotifier) Watchdog()     {}
 func (nopNotifier) Stopping()     {}
 
-func (a *Agent) applySysctls(ctx context.Context) {
+// applySysctls sets the kernel parameters that differ. It runs on every
+// reconcile, not only at boot: someone turning forwarding off later is
+// turned back, logged and counted. It reports whether it succeeded.
+func (a *Agent) applySysctls(ctx context.Context) bool {
 	start := time.Now()
 	changes, err := a.sysctls.Reconcile(ctx)
 	for _, c := range changes {
@@ -334,6 +388,7 @@ func (a *Agent) applySysctls(ctx context.Context) {
 		a.log.Error("sysctl", "reconciler", "sysctl", "err", err)
 	}
 	a.setRun(run("sysctl", start, len(changes), err))
+	return err == nil
 }
 
 // setRun records a reconciler run in the status record and the metrics.

@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netlink"
 
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/hostnet"
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -21,17 +22,22 @@ import (
 )
 
 // reconcile validates the current view against the host and converges
-// every piece. A failing reconciler is recorded and retried on the next
-// run; it never stops the others.
-func (a *Agent) reconcile(ctx context.Context, why string) {
+// every piece. A failing reconciler is recorded and retried; it never stops
+// the others. It reports whether everything converged: false asks the
+// loop for a retry with backoff.
+func (a *Agent) reconcile(ctx context.Context, why string) bool {
+	sysctlOK := a.applySysctls(ctx)
 	snap, err := a.snapshot()
 	if err != nil {
 		a.log.Error("cannot read the host's addresses; skipping this run", "err", err)
-		return
+		return false
 	}
 	a.logPeers(snap)
 	began := time.Now()
-	var failed, masqChanged bool
+	// failed stops what needs a converged host (the cache, NetworkReady);
+	// incomplete only asks for a retry: a route refused for one peer
+	// concerns that peer alone.
+	var failed, incomplete, masqChanged bool
 	var routeRes routes.Result
 	if a.haveView {
 		start := time.Now()
@@ -40,7 +46,8 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 		a.logRouteChanges(ctx, res)
 		a.logErr("routes", err)
 		a.setRun(run("routes", start, len(res.Changes), err))
-		failed = failed || err != nil
+		failed = failed || (err != nil && !routes.OnlyPeerErrors(err))
+		incomplete = incomplete || err != nil
 		a.lastRoutes = res
 
 		start = time.Now()
@@ -76,15 +83,26 @@ func (a *Agent) reconcile(ctx context.Context, why string) {
 	}
 	a.reportNetworkReady(failed)
 	if !failed && a.haveView && a.viewOrigin != "cache" {
-		if changed, err := a.cache.Save(a.view); err != nil {
+		if changed, err := a.cache.SaveEntry(cache.Entry{View: a.view, Accepted: acceptedNames(snap)}); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
+			incomplete = true
 		} else if changed {
 			a.log.Debug("cache saved", "path", a.cache.Path)
 		}
 	}
 	a.prev = &snap
+	a.held, a.incumbents = nil, nil // prev now says who holds what
 	a.publishStatus()
-	a.logSummary(ctx, why, began, routeRes, masqChanged, cres.Written, failed)
+	a.logSummary(ctx, why, began, routeRes, masqChanged, cres.Written, failed || incomplete)
+	return sysctlOK && !failed && !incomplete
+}
+
+func acceptedNames(s model.Snapshot) []string {
+	out := make([]string, len(s.Peers))
+	for i, p := range s.Peers {
+		out[i] = p.Name
+	}
+	return out
 }
 
 // logSummary closes every reconcile with one line: why it ran and what
@@ -154,6 +172,8 @@ func (a *Agent) snapshot() (model.Snapshot, error) {
 		HostSubnets:  facts.Subnets,
 		Protected:    slices.Concat(facts.Gateways, a.sourceProtected()),
 		Previous:     a.prev,
+		Incumbents:   a.incumbents,
+		Held:         a.held,
 	}), nil
 }
 

@@ -25,6 +25,16 @@ type cacheFile struct {
 	Version int        `json:"version"`
 	Node    string     `json:"node"`
 	View    model.View `json:"view"`
+	// Accepted names the peers validation accepted when the view was
+	// saved: after a reboot they keep their ranges against newcomers
+	// (model.Policy.Incumbents). Older caches lack it.
+	Accepted []string `json:"accepted,omitempty"`
+}
+
+// Entry is what the cache holds: the view and the peers accepted from it.
+type Entry struct {
+	View     model.View
+	Accepted []string
 }
 
 // File is the last good View, kept under the state directory so that after
@@ -34,8 +44,17 @@ type File struct {
 	Node string // a cache written for another node name is ignored
 }
 
-// Load reads the cache. It returns (nil, nil) when there is none.
+// Load reads the cache's view. It returns (nil, nil) when there is none.
 func (c *File) Load() (*model.View, error) {
+	e, err := c.Read()
+	if e == nil {
+		return nil, err
+	}
+	return &e.View, err
+}
+
+// Read reads the whole cache. It returns (nil, nil) when there is none.
+func (c *File) Read() (*Entry, error) {
 	data, err := os.ReadFile(c.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -53,12 +72,16 @@ func (c *File) Load() (*model.View, error) {
 	if f.Node != c.Node {
 		return nil, fmt.Errorf("cache %s was written for node %q, not %q", c.Path, f.Node, c.Node)
 	}
-	return &f.View, nil
+	return &Entry{View: f.View, Accepted: f.Accepted}, nil
 }
 
 // Save writes the view atomically; it reports whether the file changed.
-func (c *File) Save(v model.View) (bool, error) {
-	data, err := json.MarshalIndent(cacheFile{Version: cacheVersion, Node: c.Node, View: v}, "", " ")
+func (c *File) Save(v model.View) (bool, error) { return c.SaveEntry(Entry{View: v}) }
+
+// SaveEntry writes the view and the accepted peers atomically; it reports
+// whether the file changed.
+func (c *File) SaveEntry(e Entry) (bool, error) {
+	data, err := json.MarshalIndent(cacheFile{Version: cacheVersion, Node: c.Node, View: e.View, Accepted: e.Accepted}, "", " ")
 	if err != nil {
 		return false, err
 	}

@@ -38,3 +38,24 @@ func TestCacheRoundTripAndRefusals(t *testing.T) {
 		t.Fatalf("corrupt: %v", err)
 	}
 }
+
+// The cache keeps which peers were accepted, so that after a reboot (no
+// routes left to tell) they still win a conflict against a newcomer.
+func TestCacheKeepsTheAcceptedPeers(t *testing.T) {
+	c := &File{Path: filepath.Join(t.TempDir(), "cluster-view.json"), Node: "n1"}
+	e := Entry{View: model.View{Self: model.Node{Name: "n1"}}, Accepted: []string{"node2", "node3"}}
+	if _, err := c.SaveEntry(e); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Read()
+	if err != nil || got == nil || strings.Join(got.Accepted, ",") != "node2,node3" {
+		t.Fatalf("read = %+v, %v", got, err)
+	}
+	// A cache written before the field existed still loads, with no names.
+	if err := os.WriteFile(c.Path, []byte(`{"version":1,"node":"n1","view":{"self":{"name":"n1"},"peers":[]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Read(); err != nil || got == nil || got.Accepted != nil {
+		t.Fatalf("old cache: %+v, %v", got, err)
+	}
+}

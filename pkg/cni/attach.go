@@ -19,6 +19,7 @@ import (
 
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // Link-local gateways of ptp mode: no address of the pod range is spent on
@@ -503,7 +504,7 @@ func gcLinks(network string, valid map[string]bool) error {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	defer nl.Close()
-	links, err := nl.LinkList()
+	links, err := nldump.LinkList(nl)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -526,7 +527,7 @@ func gcLinks(network string, valid map[string]bool) error {
 // before it deletes the hostPort table, whose guard is what keeps those
 // links from letting 127.0.0.0/8 in. It returns how many links it changed.
 func DisableRouteLocalnet(nl *netlink.Handle, bridge string) (int, error) {
-	links, err := nl.LinkList()
+	links, err := nldump.LinkList(nl)
 	if err != nil {
 		return 0, fmt.Errorf("list links: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // wireBridge attaches the pod to the node's bridge:
@@ -97,7 +98,7 @@ func (a *attachment) ensureBridge(nl *netlink.Handle) (netlink.Link, error) {
 			return nil, fmt.Errorf("set %s up: %w", name, err)
 		}
 	}
-	have, err := nl.AddrList(l, netlink.FAMILY_ALL)
+	have, err := nldump.AddrList(nl, l, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // check compares the attachment with what ADD reported (prevResult) and
@@ -170,7 +171,7 @@ func (a *attachment) checkLink(what string, l netlink.Link, alias string) []erro
 // family.
 func (a *attachment) checkPod(nl *netlink.Handle, pod netlink.Link, want []netip.Prefix) []error {
 	var errs []error
-	have, err := nl.AddrList(pod, netlink.FAMILY_ALL)
+	have, err := nldump.AddrList(nl, pod, netlink.FAMILY_ALL)
 	if err != nil {
 		return []error{fmt.Errorf("list addresses of %s in %s: %w", a.key.IfName, a.netns, err)}
 	}
@@ -179,7 +180,7 @@ func (a *attachment) checkPod(nl *netlink.Handle, pod netlink.Link, want []netip
 			errs = append(errs, fmt.Errorf("%s in %s lacks address %s", a.key.IfName, a.netns, p))
 		}
 		gw := a.gateway(p.Addr())
-		routes, err := nl.RouteListFiltered(family(p.Addr()), &netlink.Route{LinkIndex: pod.Attrs().Index}, netlink.RT_FILTER_OIF)
+		routes, err := nldump.RouteListFiltered(nl, family(p.Addr()), &netlink.Route{LinkIndex: pod.Attrs().Index}, netlink.RT_FILTER_OIF)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list routes in %s: %w", a.netns, err))
 			continue
@@ -205,7 +206,7 @@ func isDefault(dst *net.IPNet) bool {
 func (a *attachment) checkHostRoutes(nl *netlink.Handle, host netlink.Link, want []netip.Prefix) []error {
 	var errs []error
 	for _, p := range want {
-		routes, err := nl.RouteListFiltered(family(p.Addr()), &netlink.Route{LinkIndex: host.Attrs().Index}, netlink.RT_FILTER_OIF)
+		routes, err := nldump.RouteListFiltered(nl, family(p.Addr()), &netlink.Route{LinkIndex: host.Attrs().Index}, netlink.RT_FILTER_OIF)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list routes on %s: %w", a.hostIf, err))
 			continue
@@ -239,7 +240,7 @@ func (a *attachment) checkBridge(nl *netlink.Handle, host netlink.Link) []error 
 	if host.Attrs().MasterIndex != br.Attrs().Index {
 		errs = append(errs, fmt.Errorf("%s is not a port of %s", a.hostIf, a.conf.Bridge))
 	}
-	have, err := nl.AddrList(br, netlink.FAMILY_ALL)
+	have, err := nldump.AddrList(nl, br, netlink.FAMILY_ALL)
 	if err != nil {
 		return append(errs, fmt.Errorf("list addresses of %s: %w", a.conf.Bridge, err))
 	}

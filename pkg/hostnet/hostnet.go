@@ -12,6 +12,8 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // Facts is what validation needs to know about the host.
@@ -28,7 +30,7 @@ type Facts struct {
 // Read gathers the facts through h (a handle for the host's namespace).
 func Read(h *netlink.Handle) (Facts, error) {
 	var f Facts
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := nldump.AddrList(h, nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return f, fmt.Errorf("list addresses: %w", err)
 	}
@@ -81,7 +83,7 @@ func DefaultRoutes(h *netlink.Handle, family int) ([]netlink.Route, error) {
 	// decodes every table's routes and then compares). With RT_FILTER_DST a
 	// default route matches its zero prefix: netlink v1.3 decodes a route
 	// without RTA_DST as 0.0.0.0/0 or ::/0, never as a nil Dst.
-	err = h.RouteListFilteredIter(family, &netlink.Route{Dst: zero}, netlink.RT_FILTER_DST, func(r netlink.Route) bool {
+	err = nldump.RouteListFilteredIter(h, family, &netlink.Route{Dst: zero}, netlink.RT_FILTER_DST, func() { out = nil }, func(r netlink.Route) bool {
 		out = append(out, r)
 		return true
 	})

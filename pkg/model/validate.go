@@ -87,6 +87,16 @@ type Policy struct {
 	// same podCIDR or address) the peer accepted before keeps its claim, so a
 	// newcomer can never take over traffic that already flows.
 	Previous *Snapshot
+	// Incumbents name the peers accepted before Previous existed: by the
+	// agent's last run, as its cache recorded them. They win conflicts like
+	// the peers of Previous, so a restart or a reboot hands no range to a
+	// newcomer whose name sorts first.
+	Incumbents []string
+	// Held are the pod routes found installed on the host (podCIDR → the
+	// address it is routed via). A candidate claiming a held podCIDR via
+	// that very address counts as accepted before: after a restart, the
+	// node the kernel routes a range to keeps it.
+	Held map[netip.Prefix]netip.Addr
 }
 
 // Validate checks every node of the view against the policy and returns the
@@ -95,12 +105,12 @@ type Policy struct {
 func Validate(v View, pol Policy) Snapshot {
 	s := Snapshot{ClusterCIDRs: slices.Clone(pol.ClusterCIDRs)}
 	s.Self, s.SelfProblem = validateSelf(v.Self, pol)
-	ordered := orderPeers(v.Peers, pol.Previous)
+	ordered := orderPeers(v.Peers, pol)
 	parsed := make([]parsedNode, len(ordered))
 	for i, n := range ordered {
 		parsed[i] = parseNode(n, pol.ClusterCIDRs)
 	}
-	ck := checker{pol: pol, snap: &s, seenNames: map[string]bool{v.Self.Name: true}, claims: newClaims(parsed)}
+	ck := checker{pol: pol, snap: &s, claims: newClaims(parsed), nameCount: countNames(v.Peers)}
 	for i, n := range ordered {
 		peer, reason := ck.peer(i, n, parsed[i])
 		if reason != "" {
@@ -168,13 +178,24 @@ func parseNode(n Node, cluster []netip.Prefix) parsedNode {
 	return parsedNode{addrs: addrs, cidrs: cidrs}
 }
 
-// orderPeers puts peers accepted in the previous snapshot first, then the
+// orderPeers puts the peers accepted before first (in the previous
+// snapshot, named incumbents, or holding an installed route), then the
 // rest, each group by name: the order decides who wins a conflict.
-func orderPeers(peers []Node, prev *Snapshot) []Node {
+func orderPeers(peers []Node, pol Policy) []Node {
 	known := map[string]bool{}
-	if prev != nil {
-		for _, p := range prev.Peers {
+	if pol.Previous != nil {
+		for _, p := range pol.Previous.Peers {
 			known[p.Name] = true
+		}
+	}
+	for _, name := range pol.Incumbents {
+		known[name] = true
+	}
+	if len(pol.Held) > 0 {
+		for _, n := range peers {
+			if holdsRoute(n, pol.Held) {
+				known[n.Name] = true
+			}
 		}
 	}
 	out := slices.Clone(peers)
@@ -187,6 +208,37 @@ func orderPeers(peers []Node, prev *Snapshot) []Node {
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+	return out
+}
+
+// holdsRoute reports whether one of n's podCIDRs is installed on the host
+// via one of n's addresses. It reads the raw strings leniently: a node that
+// does not parse is rejected later anyway.
+func holdsRoute(n Node, held map[netip.Prefix]netip.Addr) bool {
+	for _, c := range n.PodCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			continue
+		}
+		via, ok := held[p]
+		if !ok {
+			continue
+		}
+		for _, s := range n.Addresses {
+			if a, err := netip.ParseAddr(strings.TrimSpace(s)); err == nil && a == via {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// countNames counts the entries of each name among the peers.
+func countNames(peers []Node) map[string]int {
+	out := make(map[string]int, len(peers))
+	for _, n := range peers {
+		out[n.Name]++
+	}
 	return out
 }
 
@@ -212,7 +264,7 @@ func validateSelf(n Node, pol Policy) (Peer, string) {
 type checker struct {
 	pol       Policy
 	snap      *Snapshot
-	seenNames map[string]bool
+	nameCount map[string]int // entries per peer name in the view
 	claims    *claims
 }
 
@@ -240,13 +292,13 @@ func (c *checker) name(name string) string {
 		return "node has no name"
 	case len(name) > maxNameLen || !nodeNameRE.MatchString(name):
 		return fmt.Sprintf("node name %.64q is not a valid Kubernetes node name", name)
-	case c.seenNames[name]:
-		if name == c.snap.Self.Name {
-			return "a peer has this node's own name"
-		}
-		return "duplicate node name"
+	case name == c.snap.Self.Name:
+		return "a peer has this node's own name"
+	case c.nameCount[name] > 1:
+		// Which entry is the real node cannot be told, so none is trusted:
+		// keeping the first would let a second entry decide by sort order.
+		return fmt.Sprintf("duplicate node name: %d entries are named %s; all of them are rejected", c.nameCount[name], name)
 	}
-	c.seenNames[name] = true
 	return ""
 }
 
@@ -373,6 +425,9 @@ func (c *checker) addrConflicts(p Peer) string {
 		if slices.Contains(c.pol.HostAddrs, a) || slices.Contains(c.snap.Self.Addrs, a) {
 			return fmt.Sprintf("address %s is this node's own address", a)
 		}
+		if why := subnetEdge(a, c.pol.HostSubnets); why != "" {
+			return why
+		}
 		if q, ok := c.claims.addrOwner[a]; ok {
 			return fmt.Sprintf("address %s is already used by node %s", a, c.snap.Peers[q].Name)
 		}
@@ -393,6 +448,28 @@ func (c *checker) addrConflicts(p Peer) string {
 			if own.Contains(a) {
 				return fmt.Sprintf("address %s is inside its own podCIDR %s", a, own)
 			}
+		}
+	}
+	return ""
+}
+
+// subnetEdge says why a is no host on one of this host's connected IPv4
+// subnets: the network or the broadcast address of a /30 or wider one. The
+// kernel refuses a gateway there (EINVAL), so a route via it could never be
+// installed. (A /31 or /32 has no such addresses: RFC 3021.)
+func subnetEdge(a netip.Addr, subnets []netip.Prefix) string {
+	if !a.Is4() {
+		return ""
+	}
+	for _, sub := range subnets {
+		if !sub.Addr().Is4() || sub.Bits() > 30 || !sub.Contains(a) {
+			continue
+		}
+		switch a {
+		case sub.Masked().Addr():
+			return fmt.Sprintf("address %s is the network address of this host's subnet %s", a, sub.Masked())
+		case lastAddr(sub):
+			return fmt.Sprintf("address %s is the broadcast address of this host's subnet %s", a, sub.Masked())
 		}
 	}
 	return ""

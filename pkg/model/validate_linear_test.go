@@ -17,8 +17,8 @@ import (
 func linearValidate(v View, pol Policy) Snapshot {
 	s := Snapshot{ClusterCIDRs: slices.Clone(pol.ClusterCIDRs)}
 	s.Self, s.SelfProblem = validateSelf(v.Self, pol)
-	ck := linearChecker{pol: pol, snap: &s, seenNames: map[string]bool{v.Self.Name: true}}
-	for _, n := range orderPeers(v.Peers, pol.Previous) {
+	ck := linearChecker{pol: pol, snap: &s, peers: v.Peers}
+	for _, n := range orderPeers(v.Peers, pol) {
 		peer, reason := ck.peer(n)
 		if reason != "" {
 			s.Rejected = append(s.Rejected, Rejection{Node: n, Reason: reason})
@@ -32,9 +32,9 @@ func linearValidate(v View, pol Policy) Snapshot {
 }
 
 type linearChecker struct {
-	pol       Policy
-	snap      *Snapshot
-	seenNames map[string]bool
+	pol   Policy
+	snap  *Snapshot
+	peers []Node // every candidate, for the duplicate-name check
 }
 
 // peer validates one node against the policy and against the peers accepted
@@ -66,13 +66,18 @@ func (c *linearChecker) name(name string) string {
 		return "node has no name"
 	case len(name) > maxNameLen || !nodeNameRE.MatchString(name):
 		return fmt.Sprintf("node name %.64q is not a valid Kubernetes node name", name)
-	case c.seenNames[name]:
-		if name == c.snap.Self.Name {
-			return "a peer has this node's own name"
-		}
-		return "duplicate node name"
+	case name == c.snap.Self.Name:
+		return "a peer has this node's own name"
 	}
-	c.seenNames[name] = true
+	n := 0
+	for _, p := range c.peers {
+		if p.Name == name {
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Sprintf("duplicate node name: %d entries are named %s; all of them are rejected", n, name)
+	}
 	return ""
 }
 
@@ -82,6 +87,9 @@ func (c *linearChecker) addrConflicts(p Peer) string {
 	for _, a := range p.Addrs {
 		if slices.Contains(c.pol.HostAddrs, a) || slices.Contains(c.snap.Self.Addrs, a) {
 			return fmt.Sprintf("address %s is this node's own address", a)
+		}
+		if why := subnetEdge(a, c.pol.HostSubnets); why != "" {
+			return why
 		}
 		for _, q := range c.snap.Peers {
 			if slices.Contains(q.Addrs, a) {
@@ -182,7 +190,7 @@ func TestIndexedValidationMatchesLinearReference(t *testing.T) {
 	}
 	names := []string{"a", "b", "c", "d", "e", "f", "g", "self", "", "Bad_Name"}
 	addrs := []string{"192.168.1.1", "192.168.1.2", "192.168.1.3", "192.168.1.4", "10.244.1.5", "10.244.2.1",
-		"10.9.0.1", "fd00::1", "fd00::2", "fd00:10:244:1::9", "127.0.0.1", "garbage", "192.168.1.200"}
+		"10.9.0.1", "fd00::1", "fd00::2", "fd00:10:244:1::9", "127.0.0.1", "garbage", "192.168.1.200", "192.168.1.0", "192.168.1.255"}
 	cidrs := []string{"10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24", "10.244.0.0/16", "10.244.2.0/25",
 		"10.244.2.128/25", "192.168.1.0/28", "192.168.1.192/26", "10.9.0.0/16", "fd00:10:244:1::/64",
 		"fd00:10:244::/56", "fd00::/64", "10.0.0.0/8", "x", "10.244.1.1/24"}
@@ -209,6 +217,17 @@ func TestIndexedValidationMatchesLinearReference(t *testing.T) {
 		if r.IntN(3) == 0 {
 			prev := Validate(View{Peers: v.Peers[:r.IntN(len(v.Peers)+1)]}, pol)
 			pol.Previous = &prev
+		}
+		if r.IntN(4) == 0 {
+			pol.Incumbents = pick(names, 2)
+		}
+		if r.IntN(4) == 0 {
+			pol.Held = map[netip.Prefix]netip.Addr{}
+			for _, c := range prefixes(pick(cidrs, 3)) {
+				if a, err := netip.ParseAddr(addrs[r.IntN(len(addrs))]); err == nil {
+					pol.Held[c] = a
+				}
+			}
 		}
 		got, want := Validate(v, pol), linearValidate(v, pol)
 		if !reflect.DeepEqual(got, want) {

@@ -185,3 +185,79 @@ func TestRejectionKeepsOnlyAnExcerptOfAHugeNode(t *testing.T) {
 		t.Fatalf("reason of %d bytes", len(r.Reason))
 	}
 }
+
+// After a restart (no previous snapshot in memory) the node the kernel
+// still routes a podCIDR to, or the one the cache names as accepted,
+// keeps it: a newcomer whose name sorts first does not take it over.
+func TestConflictIsWonByTheHolderAcrossARestart(t *testing.T) {
+	old := Node{Name: "node2", Addresses: []string{"192.168.100.12"}, PodCIDRs: []string{"10.244.2.0/24"}}
+	evil := Node{Name: "a-evil", Addresses: []string{"192.168.100.66"}, PodCIDRs: []string{"10.244.2.0/24"}}
+	for _, c := range []struct {
+		name string
+		set  func(*Policy)
+	}{
+		{"route installed via node2", func(p *Policy) {
+			p.Held = map[netip.Prefix]netip.Addr{netip.MustParsePrefix("10.244.2.0/24"): netip.MustParseAddr("192.168.100.12")}
+		}},
+		{"cache names node2", func(p *Policy) { p.Incumbents = []string{"node2"} }},
+	} {
+		pol := policy()
+		c.set(&pol)
+		s := Validate(view(evil, old), pol)
+		if len(s.Peers) != 1 || s.Peers[0].Name != "node2" || len(s.Rejected) != 1 || s.Rejected[0].Node.Name != "a-evil" {
+			t.Errorf("%s: peers %+v rejected %+v: node2 must keep 10.244.2.0/24", c.name, s.Peers, s.Rejected)
+		}
+	}
+	// A held route via another address proves nothing about a-evil.
+	pol := policy()
+	pol.Held = map[netip.Prefix]netip.Addr{netip.MustParsePrefix("10.244.2.0/24"): netip.MustParseAddr("192.168.100.12")}
+	evil.Addresses = []string{"192.168.100.67"}
+	if s := Validate(view(evil), pol); len(s.Peers) != 1 {
+		t.Fatalf("alone, a-evil is simply accepted: %+v", s.Rejected)
+	}
+}
+
+// Two entries with the same peer name: neither is trusted, whatever they claim.
+func TestDuplicatePeerNameRejectsEveryEntry(t *testing.T) {
+	a := Node{Name: "node2", Addresses: []string{"192.168.100.12"}, PodCIDRs: []string{"10.244.2.0/24"}}
+	b := Node{Name: "node2", Addresses: []string{"192.168.100.66"}, PodCIDRs: []string{"10.244.66.0/24"}}
+	ok := Node{Name: "node3", Addresses: []string{"192.168.100.13"}, PodCIDRs: []string{"10.244.3.0/24"}}
+	s := Validate(view(a, b, ok), policy())
+	if len(s.Peers) != 1 || s.Peers[0].Name != "node3" {
+		t.Fatalf("peers %+v: only node3 may be accepted", s.Peers)
+	}
+	if len(s.Rejected) != 2 {
+		t.Fatalf("rejected %+v: both node2 entries must be rejected", s.Rejected)
+	}
+	for _, r := range s.Rejected {
+		if !strings.Contains(r.Reason, "duplicate node name: 2 entries are named node2") {
+			t.Errorf("reason %q does not say why", r.Reason)
+		}
+	}
+}
+
+// A peer at the network or broadcast address of a connected IPv4 subnet
+// (/30 or wider) can never be a gateway: the kernel refuses the route.
+func TestPeerAtTheEdgeOfAHostSubnetIsRejected(t *testing.T) {
+	pol := policy()
+	pol.HostSubnets = append(pol.HostSubnets, pfx("192.168.7.0/30", "192.168.8.0/31")...)
+	for _, c := range []struct {
+		addr, reason string
+	}{
+		{"192.168.100.255", "broadcast address of this host's subnet 192.168.100.0/24"},
+		{"192.168.100.0", "network address of this host's subnet 192.168.100.0/24"},
+		{"192.168.7.3", "broadcast address of this host's subnet 192.168.7.0/30"},
+		{"192.168.7.0", "network address of this host's subnet 192.168.7.0/30"},
+	} {
+		s := Validate(view(Node{Name: "edge", Addresses: []string{c.addr}, PodCIDRs: []string{"10.244.9.0/24"}}), pol)
+		if len(s.Rejected) != 1 || !strings.Contains(s.Rejected[0].Reason, c.reason) {
+			t.Errorf("%s: peers %+v rejected %+v, want reason %q", c.addr, s.Peers, s.Rejected, c.reason)
+		}
+	}
+	// Both addresses of a /31 are hosts (RFC 3021), and so is the rest of a /24.
+	for _, a := range []string{"192.168.8.0", "192.168.8.1", "192.168.100.254", "192.168.7.1"} {
+		if s := Validate(view(Node{Name: "ok", Addresses: []string{a}, PodCIDRs: []string{"10.244.9.0/24"}}), pol); len(s.Peers) != 1 {
+			t.Errorf("%s rejected: %+v", a, s.Rejected)
+		}
+	}
+}

@@ -145,6 +145,33 @@ func (f *Source) Read() (model.View, error) {
 	if err != nil {
 		return model.View{}, fmt.Errorf("nodes file %s: %w", f.Path, err)
 	}
+	return f.viewOf(nodes)
+}
+
+// viewOf turns the file's Nodes into a View, or refuses a file that cannot
+// be the whole cluster: one without this node (a 0-byte, comment-only or
+// half-written file, `items: []`: what an editor, `cp` or a full disk
+// leaves behind), which applied would withdraw every route; or one naming
+// this node twice, where either entry could replace this node's pod
+// ranges. The caller keeps the last good view.
+func (f *Source) viewOf(nodes []corev1.Node) (model.View, error) {
+	n := 0
+	for i := range nodes {
+		if nodes[i].Name == f.Self {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return model.View{}, &model.SourceError{Reason: model.SourceInvalid,
+			Hint: "a nodes file lists every node of the cluster, this one included",
+			Err: fmt.Errorf("nodes file %s: this node %q is not among its %d nodes: taken as truncated or partial, not applied",
+				f.Path, f.Self, len(nodes))}
+	case n > 1:
+		return model.View{}, &model.SourceError{Reason: model.SourceInvalid,
+			Hint: "remove the extra entries named like this node",
+			Err:  fmt.Errorf("nodes file %s: this node %q is named by %d entries: not applied", f.Path, f.Self, n)}
+	}
 	return kubenode.ToView(f.Self, nodes, f.Policy), nil
 }
 
@@ -164,7 +191,8 @@ func readLimited(path string) ([]byte, error) {
 // Run implements model.Source. It polls the file's content: polling survives the
 // file being replaced by rename, deleted and recreated, or written in place,
 // which is every way editors and config tools update a file. An unreadable
-// or broken file is reported and the last good view stays.
+// or broken file, or one without this node or naming it twice (viewOf), is
+// reported and the last good view stays.
 func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 	interval := f.Interval
 	if interval <= 0 {
@@ -191,8 +219,9 @@ func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 			}
 			var nodes []corev1.Node
 			if nodes, err = Parse(data); err == nil {
-				lastSum = sum
-				v = kubenode.ToView(f.Self, nodes, f.Policy)
+				if v, err = f.viewOf(nodes); err == nil {
+					lastSum = sum
+				}
 			} else {
 				err = fmt.Errorf("nodes file %s: %w", f.Path, err)
 			}

@@ -2,6 +2,7 @@ package nodesfile
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,5 +124,60 @@ func TestNodesFileFollowsChangesAndKeepsLastGoodView(t *testing.T) {
 	write(node("n1", "10.244.1.0/24") + node("n2", "10.244.2.0/24") + node("n3", "10.244.3.0/24"))
 	if u := next(); u.View == nil || len(u.View.Peers) != 2 {
 		t.Fatalf("after fix: %+v", u)
+	}
+}
+
+// A file that cannot be the whole cluster is an error, never a view: one
+// without this node (empty, comments only, an empty list, cut off before
+// it) would withdraw every route; one naming this node twice could replace
+// its pod ranges. Both Read (the boot) and Run refuse it.
+func TestPartialOrAmbiguousNodesFileIsRefused(t *testing.T) {
+	node := func(name, cidr string) string {
+		return "apiVersion: v1\nkind: Node\nmetadata: {name: " + name + "}\nspec: {podCIDRs: [" + cidr + "]}\n---\n"
+	}
+	good := node("n1", "10.244.1.0/24") + node("n2", "10.244.2.0/24")
+	for name, c := range map[string]struct{ body, want string }{
+		"0 bytes":        {"", `this node "n1" is not among its 0 nodes`},
+		"comments only":  {"# nodes\n# none yet\n", `this node "n1" is not among its 0 nodes`},
+		"items: []":      {"apiVersion: v1\nkind: List\nitems: []\n", `this node "n1" is not among its 0 nodes`},
+		"cut before n1":  {node("n2", "10.244.2.0/24"), `this node "n1" is not among its 1 nodes`},
+		"n1 twice":       {good + node("n1", "10.244.66.0/24"), `this node "n1" is named by 2 entries`},
+		"n1 twice first": {node("n1", "10.244.66.0/24") + good, `this node "n1" is named by 2 entries`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "nodes.yaml")
+			if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			src := &Source{Path: path, Self: "n1", Interval: 10 * time.Millisecond}
+			v, err := src.Read()
+			var se *model.SourceError
+			if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &se) || se.Reason != model.SourceInvalid {
+				t.Fatalf("Read: view %+v err %v, want an invalid-source error %q", v, err, c.want)
+			}
+			// Run: a good file first, then the bad one: an error, no view.
+			if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			out := make(chan model.Update, 8)
+			done := make(chan struct{})
+			go func() { defer close(done); _ = src.Run(ctx, out) }()
+			defer func() { cancel(); <-done }()
+			if u := <-out; u.View == nil {
+				t.Fatalf("good file: %+v", u)
+			}
+			if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case u := <-out:
+				if u.View != nil || u.Err == nil || !strings.Contains(u.Err.Error(), c.want) {
+					t.Fatalf("bad file: view %+v err %v, want error %q", u.View, u.Err, c.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no update for the bad file")
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // Protocol is kindnet's route protocol number: `ip route` shows it as
@@ -134,9 +135,46 @@ type Route struct {
 
 func (r Route) String() string { return fmt.Sprintf("%s via %s (node %s)", r.Dst, r.Via, r.Peer) }
 
+// PeerError is a route to one peer that the kernel refused. It concerns that
+// peer alone: the other peers' routes are installed all the same, and a run
+// whose only failures are PeerErrors (see OnlyPeerErrors) still converged
+// everything else.
+type PeerError struct {
+	Peer string
+	Dst  netip.Prefix
+	Via  netip.Addr
+	Err  error
+}
+
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("add route %s via %s (node %s): %v", e.Dst, e.Via, e.Peer, e.Err)
+}
+
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// OnlyPeerErrors reports whether err is non-nil and made of PeerErrors
+// alone: some peers could not be routed, but the table was read and every
+// other route is as wanted.
+func OnlyPeerErrors(err error) bool {
+	if err == nil {
+		return false
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !OnlyPeerErrors(e) {
+				return false
+			}
+		}
+		return true
+	}
+	_, ok := err.(*PeerError)
+	return ok
+}
+
 // Reconcile makes the kindnet routes of the namespace equal to what the
 // snapshot wants. Running it again with the same snapshot changes nothing.
-// One route failing does not stop the others; all failures are returned.
+// One route failing does not stop the others; all failures are returned,
+// a refused route as a *PeerError.
 func (r *Reconciler) Reconcile(ctx context.Context, snap *model.Snapshot) (Result, error) {
 	res := Result{Peers: map[string]PeerState{}}
 	table, err := r.readTable()
@@ -159,8 +197,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, snap *model.Snapshot) (Resul
 			continue
 		}
 		if err := r.Handle.RouteReplace(toNetlink(d)); err != nil {
-			errs = append(errs, fmt.Errorf("add route %s via %s: %w", d.Dst, d.Via, err))
-			res.Peers[d.Peer] = PeerState{State: StateOffLink, Reason: err.Error()}
+			pe := &PeerError{Peer: d.Peer, Dst: d.Dst, Via: d.Via, Err: err}
+			errs = append(errs, pe)
+			res.Peers[d.Peer] = PeerState{State: StateOffLink, Reason: pe.Error()}
 			failed = append(failed, d.Dst)
 			continue
 		}
@@ -289,7 +328,7 @@ func protoName(p netlink.RouteProtocol) string {
 // Cleanup deletes every route carrying kindnet's protocol, in both
 // families, and nothing else. It returns how many it deleted.
 func Cleanup(h *netlink.Handle) (int, error) {
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_UNSPEC},
+	routes, err := nldump.RouteListFiltered(h, netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_UNSPEC},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return 0, fmt.Errorf("list kindnet routes: %w", err)

@@ -2,12 +2,15 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -156,4 +159,34 @@ func mustNet(s string) *net.IPNet {
 		panic(err)
 	}
 	return n
+}
+
+// A route the kernel refuses (a gateway at the subnet's broadcast address:
+// EINVAL) fails for that peer alone: the other peers are routed, the
+// failure is a PeerError naming the peer, and OnlyPeerErrors tells the
+// caller the rest of the table converged.
+func TestRefusedRouteConcernsOnlyItsPeer(t *testing.T) {
+	ns := nodeNS(t)
+	r := &Reconciler{Handle: ns.NL}
+	snap := &model.Snapshot{Peers: []model.Peer{
+		peer("bcast", []string{"192.168.50.255"}, []string{"10.244.9.0/24"}),
+		peer("n2", []string{"192.168.50.2"}, []string{"10.244.2.0/24"}),
+	}}
+	res, err := r.Reconcile(context.Background(), snap)
+	var pe *PeerError
+	if !errors.As(err, &pe) || pe.Peer != "bcast" || !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("err %v: want a PeerError for bcast wrapping EINVAL", err)
+	}
+	if !OnlyPeerErrors(err) {
+		t.Fatalf("OnlyPeerErrors(%v) = false", err)
+	}
+	if got := kindnetRoutes(t, ns.NL); !slices.Equal(got, []string{"10.244.2.0/24 via 192.168.50.2"}) {
+		t.Fatalf("routes %v: n2 must be routed anyway", got)
+	}
+	if st := res.Peers["bcast"]; st.State != StateOffLink || !strings.Contains(st.Reason, "invalid argument") {
+		t.Fatalf("bcast state %+v", st)
+	}
+	if OnlyPeerErrors(nil) || OnlyPeerErrors(errors.Join(pe, errors.New("list routes: boom"))) {
+		t.Fatal("OnlyPeerErrors must be false without errors and with any other error")
+	}
 }

@@ -6,6 +6,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/kindnet-dev/kindnet/pkg/nldump"
 )
 
 // table is one dump of the main routing table (both families), split into
@@ -18,7 +20,7 @@ type table struct {
 }
 
 func (r *Reconciler) readTable() (*table, error) {
-	routes, err := r.Handle.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := nldump.RouteListFiltered(r.Handle, netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return nil, fmt.Errorf("list routes of the main table: %w", err)
 	}
