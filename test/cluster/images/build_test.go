@@ -46,6 +46,31 @@ func buildOnce(t *testing.T) []Archive {
 	return built.archives
 }
 
+// kubeadmBuilt is the second Build, with Options.Kubeadm, into the same
+// directory: the e2e images are reused, the control-plane ones added.
+var kubeadmBuilt struct {
+	once     sync.Once
+	archives []Archive
+	err      error
+}
+
+func buildKubeadmOnce(t *testing.T) []Archive {
+	t.Helper()
+	buildOnce(t)
+	kubeadmBuilt.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		kubeadmBuilt.archives, kubeadmBuilt.err = Build(ctx, Options{Out: built.dir, Kubeadm: true, Log: t.Logf})
+	})
+	if err := kubeadmBuilt.err; err != nil {
+		if strings.Contains(err.Error(), "is not built") || strings.Contains(err.Error(), "make deps") {
+			t.Skipf("cannot build the control-plane images here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return kubeadmBuilt.archives
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if built.dir != "" {
@@ -246,5 +271,44 @@ func checkLinked(t *testing.T, ref string, a *archive) {
 			}
 		}
 		f.Close()
+	}
+}
+
+// With Kubeadm, Build adds the control-plane images, each its binary in
+// /usr/local/bin, and kube-proxy's nft and iptables with every library
+// and iptables module they load.
+func TestBuildKubeadm(t *testing.T) {
+	archives := buildKubeadmOnce(t)
+	var refs []string
+	for _, a := range archives {
+		refs = append(refs, a.Ref)
+	}
+	want := []string{PauseRef, AgnhostRef, GlibcDNSTestingRef, NginxRef, BusyBoxRef, CoreDNSRef,
+		KubeAPIServerRef, KubeControllerManagerRef, KubeSchedulerRef, KubeProxyRef, EtcdRef}
+	if !slices.Equal(refs, want) {
+		t.Fatalf("refs %v, want %v", refs, want)
+	}
+	for ref, bin := range map[string]string{KubeAPIServerRef: "kube-apiserver", KubeControllerManagerRef: "kube-controller-manager",
+		KubeSchedulerRef: "kube-scheduler", KubeProxyRef: "kube-proxy", EtcdRef: "etcd"} {
+		a := archiveOf(t, archives, ref)
+		if len(a.content["usr/local/bin/"+bin]) == 0 || !slices.Equal(a.config.Config.Entrypoint, []string{"/usr/local/bin/" + bin}) {
+			t.Errorf("%s: /usr/local/bin/%s missing or not the entrypoint (%q)", ref, bin, a.config.Config.Entrypoint)
+		}
+		checkLinked(t, ref, a)
+	}
+	kp := archiveOf(t, archives, KubeProxyRef)
+	for _, cmd := range []string{"nft", "iptables", "ip6tables-restore", "iptables-nft-save"} {
+		if resolveIn(kp, "usr/bin/"+cmd) == "" && resolveIn(kp, "usr/sbin/"+cmd) == "" {
+			t.Errorf("kube-proxy image: no %s", cmd)
+		}
+	}
+	n := 0
+	for name := range kp.content {
+		if strings.Contains(name, "/xtables/libxt_") {
+			n++
+		}
+	}
+	if n < 20 {
+		t.Errorf("kube-proxy image: %d iptables modules, want the whole xtables directory", n)
 	}
 }

@@ -64,10 +64,10 @@ func addProgram(ctx context.Context, l *Layer, p program) ([]string, error) {
 	return cmds, nil
 }
 
-// sharedLibraries lists the files a dynamically linked program needs to
-// start: its loader (PT_INTERP) and every library ldd resolves, as the
-// paths ldd prints. A static program needs none. A library ldd cannot find
-// is an error naming it.
+// sharedLibraries lists the files a dynamically linked program or shared
+// object needs to be loaded: its loader (PT_INTERP) and every library ldd
+// resolves, as the paths ldd prints. A static program needs none. A
+// library ldd cannot find is an error naming it.
 func sharedLibraries(ctx context.Context, prog string) ([]string, error) {
 	f, err := elf.Open(prog)
 	if err != nil {
@@ -84,8 +84,12 @@ func sharedLibraries(ctx context.Context, prog string) ([]string, error) {
 			interp = strings.TrimRight(string(b), "\x00")
 		}
 	}
+	needed, err := f.ImportedLibraries()
 	f.Close()
-	if interp == "" {
+	if err != nil {
+		return nil, fmt.Errorf("read DT_NEEDED: %w", err)
+	}
+	if interp == "" && len(needed) == 0 {
 		return nil, nil
 	}
 	out, err := exec.CommandContext(ctx, "ldd", prog).Output()
@@ -96,7 +100,10 @@ func sharedLibraries(ctx context.Context, prog string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("ldd (Debian's libc-bin): %w", err)
 	}
-	libs := []string{interp}
+	var libs []string
+	if interp != "" {
+		libs = append(libs, interp)
+	}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())

@@ -54,10 +54,19 @@
 //     unprivileged-ports sysctl; kubeadm's Deployment grants
 //     NET_BIND_SERVICE either way.
 //
-// Not built: every other image of the manifest (none is used by the
-// selected tests), and the control-plane images `kubeadm config images
-// list` names (kube-apiserver, kube-controller-manager, kube-scheduler,
-// kube-proxy, etcd).
+// With Options.Kubeadm, also the rest of what `kubeadm config images
+// list` names, each its static binary in /usr/local/bin as upstream's:
+//
+//   - registry.k8s.io/kube-apiserver, kube-controller-manager and
+//     kube-scheduler:v1.37.2, and registry.k8s.io/etcd:3.7.0-0 (the etcd
+//     server only, no etcdctl; kubeadm runs none), entrypoint the binary
+//     where upstream's is go-runner (kubeadm's manifests set the command).
+//   - registry.k8s.io/kube-proxy:v1.37.2 with Debian's nft and iptables
+//     (nf_tables) and iptables' extension modules; upstream's base also
+//     has legacy iptables, ipset and conntrack, not carried.
+//
+// Not built: every other image of the e2e manifest (none is used by the
+// selected tests).
 //
 // It writes only under Options.Out and runs no container; the tests that
 // import the archives into a containerd run it in a directory of their
@@ -100,6 +109,10 @@ type Options struct {
 	// Root is the kindnet checkout (scripts/tools.sh, test/cri/pause,
 	// test/kube); default: the module holding the working directory.
 	Root string
+	// Kubeadm also builds the control-plane images `kubeadm config
+	// images list` names: kube-apiserver, kube-controller-manager,
+	// kube-scheduler, kube-proxy and etcd.
+	Kubeadm bool
 	// Log, when set, is told what is built and what is reused.
 	Log func(format string, args ...any)
 }
@@ -128,16 +141,20 @@ func Build(ctx context.Context, o Options) ([]Archive, error) {
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("images: %w", err)
 	}
-	recipes := []struct {
-		file string
-		make func(context.Context, inputs) (Image, error)
-	}{
+	recipes := []recipe{
 		{"pause.tar", pauseImage},
 		{"agnhost.tar", agnhostImage},
 		{"glibc-dns-testing.tar", glibcDNSTestingImage},
 		{"nginx.tar", nginxImage},
 		{"busybox.tar", busyboxImage},
 		{"coredns.tar", corednsImage},
+	}
+	if o.Kubeadm {
+		k, err := findKubeadmInputs(ctx, o, filepath.Dir(in.agnhost))
+		if err != nil {
+			return nil, err
+		}
+		recipes = append(recipes, kubeadmRecipes(k)...)
 	}
 	var out []Archive
 	for _, r := range recipes {
@@ -152,6 +169,12 @@ func Build(ctx context.Context, o Options) ([]Archive, error) {
 		out = append(out, Archive{Ref: img.Ref, Path: p})
 	}
 	return out, nil
+}
+
+// recipe makes one image, written to file in Options.Out.
+type recipe struct {
+	file string
+	make func(context.Context, inputs) (Image, error)
 }
 
 // formatVersion changes whenever the archive writer would write the same

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,35 @@ func TestRefsAreUpstreams(t *testing.T) {
 	}
 	if want := repo + "/pause:" + goConst(consts, "PauseVersion"); want != PauseRef {
 		t.Errorf("kubeadm's pause image is %q, this package builds %q", want, PauseRef)
+	}
+	if want := repo + "/etcd:" + goConst(consts, "DefaultEtcdVersion"); want != EtcdRef {
+		t.Errorf("kubeadm's etcd image is %q, this package builds %q", want, EtcdRef)
+	}
+}
+
+// kubeadm itself (when built) lists exactly the images this package
+// builds for it.
+func TestKubeadmListsTheImages(t *testing.T) {
+	dir, err := toolPathForTest("kubernetes")
+	if err != nil {
+		t.Skip(err)
+	}
+	kubeadm := filepath.Join(dir, "kubeadm")
+	if _, err := os.Stat(kubeadm); err != nil {
+		t.Skipf("kubeadm is not built (%v): `make tools`", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kubeadm, "config", "images", "list", "--kubernetes-version", KubernetesVersion).Output()
+	if err != nil {
+		t.Fatalf("kubeadm config images list: %v", err)
+	}
+	got := strings.Fields(string(out))
+	want := []string{KubeAPIServerRef, KubeControllerManagerRef, KubeSchedulerRef, KubeProxyRef, CoreDNSRef, PauseRef, EtcdRef}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("kubeadm config images list:\n%s\nthis package builds %v", out, want)
 	}
 }
 

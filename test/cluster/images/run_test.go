@@ -137,6 +137,45 @@ func TestImagesRunTheirTools(t *testing.T) {
 	}
 }
 
+// kube-proxy's nft and iptables (nf_tables, with a module loaded by
+// dlopen and a protocol resolved through NSS) work in its image: a rule
+// added by iptables is listed by iptables-save and by nft, in a network
+// namespace of their own. The control-plane binaries start.
+func TestKubeadmImagesRun(t *testing.T) {
+	requireRoot(t)
+	archives := buildKubeadmOnce(t)
+	kp := unpack(t, archiveOf(t, archives, KubeProxyRef))
+	// The image has no shell: the host's runs each step in the image.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "--net", "--", "sh", "-c", `set -e
+		img() { chroot "$R" "$@"; }
+		img iptables --version
+		img iptables -A INPUT -p tcp --dport 80 -m comment --comment kindnet-images -j ACCEPT
+		img iptables-save -t filter
+		img ip6tables -S
+		img nft list ruleset
+		img nft --version`)
+	cmd.Env = []string{defaultPath, "R=" + kp}
+	out, err := cmd.CombinedOutput()
+	for _, want := range []string{"nf_tables", `-A INPUT -p tcp -m tcp --dport 80 -m comment --comment kindnet-images -j ACCEPT`,
+		"table ip filter", "tcp dport 80 ", "nftables v"} {
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("kube-proxy image: %v\n%s\nwant %q in it", err, out, want)
+			break
+		}
+	}
+	for ref, bin := range map[string]string{KubeAPIServerRef: "kube-apiserver", KubeProxyRef: "kube-proxy"} {
+		root := kp
+		if ref != KubeProxyRef {
+			root = unpack(t, archiveOf(t, archives, ref))
+		}
+		if out, err := inRoot(t, root, "/usr/local/bin/"+bin, "--version"); err != nil || !strings.Contains(out, KubernetesVersion) {
+			t.Errorf("%s: %s --version: %v\n%s", ref, bin, err, out)
+		}
+	}
+}
+
 // A real containerd 2.x imports every archive with `ctr images import
 // --local` under its name, and runs the agnhost image: its tools start
 // from the rootfs containerd unpacked, and a process run as uid 1000 gets
