@@ -18,7 +18,9 @@
 // The images and what of upstream each reproduces:
 //
 //   - registry.k8s.io/pause:3.10.2 (kubeadm's PauseVersion, e2e's Pause):
-//     the static test/cri/pause as /pause, user 65535 as upstream's.
+//     the static test/cri/pause as /pause, user 65535 as upstream's. It
+//     does not reap zombies as upstream's does (which matters only to
+//     pods that share their process namespace).
 //   - registry.k8s.io/e2e-test-images/agnhost:2.66.1: /agnhost and the
 //     /agnhost-2 link, entrypoint /agnhost and command pause as upstream;
 //     /localhost.crt and /localhost.key from the module's porter sources;
