@@ -16,6 +16,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// hostname is the host's name, which a chroot (no UTS namespace) shares.
+func hostname(t *testing.T) string {
+	t.Helper()
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -89,6 +99,15 @@ func TestImagesRunTheirTools(t *testing.T) {
 				echo "udp $a" | nc -u -w 1 $a 9999
 				wait $pid; cat /tmp/got
 			done`}, "udp 127.0.0.1\nudp ::1"},
+		// agnhost netexec, as the e2e framework drives it: HTTP by curl,
+		// UDP by nc, both answering the hostname; the agnhost-2 link.
+		{[]string{"/bin/sh", "-c", `ip link set lo up || exit 1
+			/agnhost netexec --http-port 8080 --udp-port 8081 > /dev/null 2>&1 & pid=$!
+			for i in $(seq 1 50); do curl -s http://127.0.0.1:8080/hostname > /dev/null && break; sleep 0.1; done
+			echo "http: $(curl -g -q -s --max-time 5 'http://[::1]:8080/hostname')"
+			echo "udp: $(echo hostName | nc -w 1 -u 127.0.0.1 8081)"
+			kill $pid
+			/agnhost-2 --help | grep -c netexec`}, "http: " + hostname(t) + "\nudp: " + hostname(t) + "\n1"},
 		// curl and wget (with the -T the service tests give it) against
 		// busybox httpd.
 		{[]string{"/bin/sh", "-c", `ip link set lo up || exit 1
@@ -129,6 +148,11 @@ func TestImagesRunTheirTools(t *testing.T) {
 		kill $pid; exit $rc`, strings.Join(na.config.Config.Cmd, " "))
 	if out, err := inRoot(t, n, "sh", "-c", script); err != nil || strings.Count(out, "<h1>Welcome to nginx!</h1>") != 2 {
 		t.Errorf("nginx image: its command does not serve the page on IPv4 and IPv6: %v\n%s", err, out)
+	}
+
+	d := unpack(t, archiveOf(t, archives, CoreDNSRef))
+	if out, err := inRoot(t, d, "/coredns", "-version"); err != nil || !strings.Contains(out, "CoreDNS-1.14.6") {
+		t.Errorf("coredns image: /coredns -version: %v\n%s", err, out)
 	}
 
 	b := unpack(t, archiveOf(t, archives, BusyBoxRef))
