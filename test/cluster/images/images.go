@@ -32,11 +32,10 @@
 //     getent, dash as sh, busybox for coreutils (Debian's static busybox
 //     prefers its own applets: as sh it would run its nc and wget, and
 //     an applet that runs a program, such as timeout or xargs, still
-//     does); /coredns is the cluster's own
-//     lean CoreDNS (test/coredns), which lacks the hosts plugin, so the
-//     one e2e test that runs agnhost's /coredns with a hosts Corefile
-//     (DNS "should support configurable pod resolv.conf", not a
-//     conformance test) fails. Not reproduced: bash, iperf, and the fake
+//     does); /coredns is the cluster's own lean CoreDNS (test/coredns),
+//     which lacks the hosts plugin, so the one e2e test that runs
+//     agnhost's /coredns with a hosts Corefile (DNS "should support
+//     configurable pod resolv.conf", not a conformance test) fails. Not reproduced: bash, iperf, and the fake
 //     registry under /var/registry (no network test uses them).
 //   - registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1 (formerly
 //     jessie-dnsutils, the DNS tests' glibc querier): Debian's dig,
@@ -70,9 +69,9 @@
 // Not built: every other image of the e2e manifest (none is used by the
 // selected tests).
 //
-// It writes only under Options.Out and runs no container; the tests that
-// import the archives into a containerd run it in a directory of their
-// own.
+// It writes only under Options.Out (and builds pause in a temporary
+// directory it removes) and runs no container; the tests that import the
+// archives into a containerd run one in a directory of their own.
 package images
 
 import (
