@@ -280,7 +280,7 @@ else
 	say "wrote $JOIN_FILE"
 fi
 chmod 0600 "$JOIN_FILE"
-expires=$(token_field "${token%%.*}" expiration)
+expires=$(token_field "${token%%.*}" expiration || true)
 unset token join_config
 pkg_hint=${PACKAGE:+ --package $(basename "$PACKAGE")}
 cat <<EOF

@@ -67,6 +67,12 @@ type Options struct {
 	// that cannot put their files on the overlay (containerd's overlayfs
 	// snapshotter cannot have an overlay as its upper layer).
 	Tmpfs []string
+	// SystemUnits also gives systemd the units installed in
+	// /lib/systemd/system (after UnitDir, whose stub targets win): a
+	// package installed while systemd runs then brings its units, as on
+	// a real machine. They are loaded when something pulls them in,
+	// never through the machine's /etc/systemd/system links.
+	SystemUnits bool
 }
 
 // Sandbox is one throwaway machine.
@@ -129,9 +135,14 @@ fi
 if [ "$mode" = systemd ]; then
 	# Into the overlay at once: everything done before boot (dpkg -i,
 	# config) must land there too. Boot() creates the trigger file.
+	unitpath=/kindnet-test/units
+	if [ "$(cat "$d/system-units")" = yes ]; then
+		unitpath=$unitpath:/lib/systemd/system
+	fi
+	export unitpath
 	exec chroot "$r" /bin/sh -c 'while [ ! -e /kindnet-test/boot ]; do sleep 0.05; done
 		exec /usr/bin/env -i container=kindnet-test \
-		SYSTEMD_UNIT_PATH=/kindnet-test/units \
+		SYSTEMD_UNIT_PATH="$unitpath" \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		/lib/systemd/systemd --unit=kindnet-test.target --log-target=journal'
 fi
@@ -163,7 +174,10 @@ func New(t testing.TB, o Options) *Sandbox {
 		}
 	}
 	files := map[string]string{"init.sh": initScript, "hostname": o.Hostname,
-		"tmpfs": lines(o.Tmpfs), "sysctls": s.sysctlFiles(), "cgroup-v1": ""}
+		"tmpfs": lines(o.Tmpfs), "sysctls": s.sysctlFiles(), "cgroup-v1": "", "system-units": "no"}
+	if o.SystemUnits {
+		files["system-units"] = "yes"
+	}
 	args := []string{"unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "--propagation", "private"}
 	if o.Mode == Systemd {
 		cg, err := newCgroupSet(o.Cgroups)

@@ -27,11 +27,28 @@ Wants=systemd-journald.socket systemd-journald-dev-log.socket systemd-journald.s
 )
 
 // BootWithPackagedUnits gives the sandbox's systemd the units the kindnet
-// package installed (kindnet.service and the kubelet drop-in), journald,
-// the stub targets and the units given (path below UnitDir → content,
-// e.g. "kubelet.service"), then boots it. It returns UnitDir, for
-// drop-ins.
+// package installed (kindnet.service and the kubelet drop-in), then boots
+// it as BootWithUnits does. It returns UnitDir, for drop-ins.
 func (s *Sandbox) BootWithPackagedUnits(units map[string]string) string {
+	s.t.Helper()
+	all := map[string]string{}
+	for _, u := range [][2]string{{"kindnet.service", "kindnet.service"}, {"kubelet.service.d/10-kindnet.conf", "kubelet.service.d/10-kindnet.conf"}} {
+		b, err := os.ReadFile(s.Path("/lib/systemd/system/" + u[0]))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		all[u[1]] = string(b)
+	}
+	for name, content := range units {
+		all[name] = content
+	}
+	return s.BootWithUnits(all)
+}
+
+// BootWithUnits gives the sandbox's systemd journald, the stub targets and
+// the units given (path below UnitDir → content, e.g. "kubelet.service"),
+// then boots it. It returns UnitDir, for drop-ins.
+func (s *Sandbox) BootWithUnits(units map[string]string) string {
 	s.t.Helper()
 	s.WriteFile("/etc/systemd/journald.conf.d/kindnet-test.conf", journaldConf, 0o644)
 	copyUnit := func(from, to string) {
@@ -41,8 +58,6 @@ func (s *Sandbox) BootWithPackagedUnits(units map[string]string) string {
 		}
 		s.WriteFile(filepath.Join(UnitDir, to), string(b), 0o644)
 	}
-	copyUnit("/lib/systemd/system/kindnet.service", "kindnet.service")
-	copyUnit("/lib/systemd/system/kubelet.service.d/10-kindnet.conf", "kubelet.service.d/10-kindnet.conf")
 	for _, u := range []string{"systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket", "systemd-journald-audit.socket"} {
 		copyUnit("/lib/systemd/system/"+u, u)
 	}
