@@ -281,6 +281,7 @@ else
 fi
 chmod 0600 "$JOIN_FILE"
 expires=$(token_field "${token%%.*}" expiration || true)
+expires=${expires:-"its expiry (kubeadm token list)"}
 unset token join_config
 pkg_hint=${PACKAGE:+ --package $(basename "$PACKAGE")}
 cat <<EOF

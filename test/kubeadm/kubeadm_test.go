@@ -110,13 +110,16 @@ func TestKubeadmInitAndJoinForReal(t *testing.T) {
 		layout, cgroupV1 = sandbox.Hybrid, true
 	}
 
-	// The bridge, in a namespace of its own; 10.99.0.254 is the machines'
-	// default gateway, which forwards nothing.
+	// The bridge, in a namespace of its own; 192.168.77.254 is the machines'
+	// default gateway, which forwards nothing. The nodes' addresses must lie
+	// outside the service range (kubeadm's default 10.96.0.0/12): kube-proxy
+	// drops every new connection to an address in it that is no Service
+	// ("Drop traffic to unallocated ClusterIPs"), the API server's too.
 	br := netnstest.New(t)
 	brNS = br.Name
 	for _, argv := range [][]string{
 		{"ip", "-n", br.Name, "link", "add", "br0", "type", "bridge"},
-		{"ip", "-n", br.Name, "addr", "add", "10.99.0.254/24", "dev", "br0"},
+		{"ip", "-n", br.Name, "addr", "add", "192.168.77.254/24", "dev", "br0"},
 		{"ip", "-n", br.Name, "link", "set", "br0", "up"},
 	} {
 		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
@@ -124,9 +127,9 @@ func TestKubeadmInitAndJoinForReal(t *testing.T) {
 		}
 	}
 	const cpName, workerName = "kubeadm-cp", "kubeadm-worker"
-	hosts := "127.0.0.1 localhost\n10.99.0.1 " + cpName + "\n10.99.0.2 " + workerName + "\n"
-	cp := newMachine(t, cpName, "10.99.0.1", br.Name, layout, tl, imgDir, needed, hosts)
-	worker := newMachine(t, workerName, "10.99.0.2", br.Name, layout, tl, imgDir, needed, hosts)
+	hosts := "127.0.0.1 localhost\n192.168.77.1 " + cpName + "\n192.168.77.2 " + workerName + "\n"
+	cp := newMachine(t, cpName, "192.168.77.1", br.Name, layout, tl, imgDir, needed, hosts)
+	worker := newMachine(t, workerName, "192.168.77.2", br.Name, layout, tl, imgDir, needed, hosts)
 	t.Logf("machines up after %s", time.Since(start).Round(time.Second))
 
 	cp.CopyIn(deb, "/root/kindnet.deb", 0o644)
@@ -203,7 +206,7 @@ func TestKubeadmInitAndJoinForReal(t *testing.T) {
 			return got == "server", got
 		})
 		routes := cp.MustRun("ip", "-4", "route", "show", "proto", "kindnet")
-		if !strings.Contains(routes, "via 10.99.0.2 dev eth0") {
+		if !strings.Contains(routes, "via 192.168.77.2 dev eth0") {
 			t.Errorf("the control-plane node has no kindnet route via the worker:\n%s", routes)
 		}
 	})

@@ -237,7 +237,7 @@ func newMachine(t *testing.T, name, ip, bridgeNS string, layout sandbox.Cgroups,
 			t.Fatalf("%v: %v\n%s", argv, err, out)
 		}
 	}
-	s.Sh("ip link set lo up && ip addr add " + ip + "/24 dev eth0 && ip link set eth0 up && ip route add default via 10.99.0.254")
+	s.Sh("ip link set lo up && ip addr add " + ip + "/24 dev eth0 && ip link set eth0 up && ip route add default via 192.168.77.254")
 	s.WriteFile("/etc/hosts", hosts, 0o644)
 
 	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {
@@ -314,8 +314,12 @@ func (m *machine) kubectl(args ...string) (string, error) {
 // addresses, routes, nftables rules, containers and recent journal.
 func (m *machine) dump(t *testing.T) {
 	t.Helper()
-	o, e, _ := m.Run("sh", "-c", `ip -br addr; ip route; ip -4 route show table local; ss -ltnp | head -30;
-ctr -n k8s.io tasks ls; nft list ruleset | head -150;
-journalctl --no-pager -n 60 -u kindnet -u kubelet | cut -c1-400`)
+	o, e, _ := m.Run("sh", "-c", `ip -br addr; ip route; ss -ltn | head -30; ss -tn | head -20;
+cat /proc/loadavg; ps -eo pid,stat,wchan:24,comm | head -60;
+echo conntrack $(cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max);
+timeout 10 curl -sk -o /dev/null -w "readyz %{http_code}\\n" https://127.0.0.1:6443/readyz;
+systemctl --no-pager list-units --state=failed; systemctl --no-pager status systemd-journald | head -5;
+ctr -n k8s.io tasks ls; nft list ruleset | grep -v '^\s*$' | grep -B3 -A3 -i 'drop\|reject' | head -80;
+journalctl --no-pager -n 30 -u kindnet -u kubelet -u containerd | cut -c1-300`)
 	t.Logf("--- %s:\n%s%s", m.name, o, e)
 }
