@@ -203,7 +203,9 @@ write_config() {
 	say "wrote $KINDNET_CONFIG_FILE"
 }
 
-# start_agent starts kindnet.service (kubelet.conf exists by now).
+# start_agent starts kindnet.service. Before kubeadm: the agent turns on
+# forwarding and says READY=1 at once; it follows the cluster once
+# kubelet's kubeconfig exists (it waits for the file).
 start_agent() {
 	run systemctl enable kindnet.service
 	run systemctl start kindnet.service

@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"github.com/kindnet-dev/kindnet/test/sandbox"
+
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,10 +14,10 @@ import (
 
 // checkInstalled checks every entry is in place in the sandbox, owned by
 // root, with its mode (and link target).
-func checkInstalled(t *testing.T, s *sandbox, es []entry) {
+func checkInstalled(t *testing.T, s *sandbox.Sandbox, es []entry) {
 	t.Helper()
 	for _, e := range es {
-		fi, err := os.Lstat(s.path(e.path))
+		fi, err := os.Lstat(s.Path(e.path))
 		if err != nil {
 			t.Errorf("%s: not installed: %v", e.path, err)
 			continue
@@ -27,7 +29,7 @@ func checkInstalled(t *testing.T, s *sandbox, es []entry) {
 			t.Errorf("%s: owned by %d:%d, want root:root", e.path, st.Uid, st.Gid)
 		}
 		if e.target != "" {
-			if got, _ := os.Readlink(s.path(e.path)); got != e.target {
+			if got, _ := os.Readlink(s.Path(e.path)); got != e.target {
 				t.Errorf("%s: links to %q, want %q", e.path, got, e.target)
 			}
 		}
@@ -36,10 +38,10 @@ func checkInstalled(t *testing.T, s *sandbox, es []entry) {
 
 // expectVersion checks `kindnet version --short` inside the sandbox, through
 // the CNI plugin path too (the same binary).
-func expectVersion(t *testing.T, s *sandbox, want string) {
+func expectVersion(t *testing.T, s *sandbox.Sandbox, want string) {
 	t.Helper()
 	for _, bin := range []string{"kindnet", "/opt/cni/bin/kindnet"} {
-		if got := strings.TrimSpace(s.mustRun(bin, "version", "--short")); got != want {
+		if got := strings.TrimSpace(s.MustRun(bin, "version", "--short")); got != want {
 			t.Errorf("%s version --short = %q, want %q", bin, got, want)
 		}
 	}
@@ -47,9 +49,9 @@ func expectVersion(t *testing.T, s *sandbox, want string) {
 
 // expectEnabled checks what `systemctl is-enabled` answers, without a
 // running systemd: it reads the unit files and links.
-func expectEnabled(t *testing.T, s *sandbox, want string) {
+func expectEnabled(t *testing.T, s *sandbox.Sandbox, want string) {
 	t.Helper()
-	o, _, _ := s.run("systemctl", "is-enabled", "kindnet.service")
+	o, _, _ := s.Run("systemctl", "is-enabled", "kindnet.service")
 	if got := strings.TrimSpace(o); got != want {
 		t.Errorf("systemctl is-enabled kindnet = %q, want %q", got, want)
 	}
@@ -82,66 +84,66 @@ func TestDebInstallUpgradePurgeLeavesNothing(t *testing.T) {
 	needRoot(t)
 	needTools(t, "dpkg", "systemctl", "unshare", "nsenter")
 	v1, v2 := packagesFor(t, "1.0.0"), packagesFor(t, "1.0.1")
-	s := newSandbox(t, holdMode)
-	s.copyIn(v1.deb, "/tmp/v1.deb")
-	s.copyIn(v2.deb, "/tmp/v2.deb")
+	s := sandbox.New(t, sandbox.Options{})
+	s.CopyIn(v1.deb, "/tmp/v1.deb", 0o644)
+	s.CopyIn(v2.deb, "/tmp/v2.deb", 0o644)
 
 	// Install: files in place, enabled (offline), not started (no systemd;
 	// nor would it be started: no nodes file, no kubelet.conf).
-	s.mustRun("dpkg", "-i", "/tmp/v1.deb")
+	s.MustRun("dpkg", "-i", "/tmp/v1.deb")
 	checkInstalled(t, s, debEntries())
 	expectVersion(t, s, "1.0.0")
 	expectEnabled(t, s, "enabled")
-	if got := s.sh("dpkg-query -W -f '${Status} ${Version}' kindnet"); got != "install ok installed 1.0.0-1" {
+	if got := s.Sh("dpkg-query -W -f '${Status} ${Version}' kindnet"); got != "install ok installed 1.0.0-1" {
 		t.Errorf("dpkg-query: %q", got)
 	}
-	conffiles := s.sh("dpkg-query -W -f '${Conffiles}' kindnet")
+	conffiles := s.Sh("dpkg-query -W -f '${Conffiles}' kindnet")
 	for _, c := range []string{"/etc/kindnet/config.yaml", "/etc/default/kindnet", "/etc/iproute2/rt_protos.d/kindnet.conf"} {
 		if !strings.Contains(conffiles, c+" ") {
 			t.Errorf("%s is not a conffile; conffiles:\n%s", c, conffiles)
 		}
 	}
-	if got := s.sh("cat /etc/iproute2/rt_protos.d/kindnet.conf | grep -v '^#'"); got != "107\tkindnet\n" {
+	if got := s.Sh("cat /etc/iproute2/rt_protos.d/kindnet.conf | grep -v '^#'"); got != "107\tkindnet\n" {
 		t.Errorf("rt_protos.d entry = %q, want \"107\\tkindnet\"", got)
 	}
-	installed := strings.Fields(s.sh("dpkg -L kindnet"))
+	installed := strings.Fields(s.Sh("dpkg -L kindnet"))
 
 	// The unit as installed verifies cleanly: systemd-analyze exits 0 even
 	// on unknown keys, so the test is that it says nothing at all.
-	if o, e, err := s.run("systemd-analyze", "verify", "/lib/systemd/system/kindnet.service"); err != nil || e != "" || o != "" {
+	if o, e, err := s.Run("systemd-analyze", "verify", "/lib/systemd/system/kindnet.service"); err != nil || e != "" || o != "" {
 		t.Errorf("systemd-analyze verify kindnet.service: err=%v\nstdout:\n%s\nstderr:\n%s", err, o, e)
 	}
 
 	// An admin's edit of a conffile survives the upgrade.
-	s.sh("echo 'logLevel: debug # admin edit' >> /etc/kindnet/config.yaml")
+	s.Sh("echo 'logLevel: debug # admin edit' >> /etc/kindnet/config.yaml")
 
 	// Upgrade to a rebuilt, higher version.
-	s.mustRun("dpkg", "-i", "/tmp/v2.deb")
+	s.MustRun("dpkg", "-i", "/tmp/v2.deb")
 	expectVersion(t, s, "1.0.1")
 	expectEnabled(t, s, "enabled")
-	if got := s.sh("dpkg-query -W -f '${Version}' kindnet"); got != "1.0.1-1" {
+	if got := s.Sh("dpkg-query -W -f '${Version}' kindnet"); got != "1.0.1-1" {
 		t.Errorf("after upgrade dpkg has %q, want 1.0.1-1", got)
 	}
-	if !strings.Contains(s.sh("cat /etc/kindnet/config.yaml"), "# admin edit") {
+	if !strings.Contains(s.Sh("cat /etc/kindnet/config.yaml"), "# admin edit") {
 		t.Error("the upgrade replaced the admin's /etc/kindnet/config.yaml")
 	}
 	checkInstalled(t, s, debEntries())
 
 	// Purge: nothing left, no enable link, no state.
-	s.mustRun("dpkg", "--purge", "kindnet")
-	if o, _, err := s.run("dpkg-query", "-W", "-f", "${Status}", "kindnet"); err == nil && strings.Contains(o, "installed") {
+	s.MustRun("dpkg", "--purge", "kindnet")
+	if o, _, err := s.Run("dpkg-query", "-W", "-f", "${Status}", "kindnet"); err == nil && strings.Contains(o, "installed") {
 		t.Errorf("still known to dpkg after purge: %q", o)
 	}
 	for _, p := range append(installed, "/var/lib/kindnet", "/etc/kindnet", "/run/kindnet",
 		"/etc/systemd/system/multi-user.target.wants/kindnet.service") {
-		if _, err := os.Lstat(s.path(p)); err == nil && !isSharedDir(p) {
+		if _, err := os.Lstat(s.Path(p)); err == nil && !isSharedDir(p) {
 			t.Errorf("left after purge: %s", p)
 		}
 	}
-	if links := s.sh("find /etc/systemd -name '*kindnet*'"); links != "" {
+	if links := s.Sh("find /etc/systemd -name '*kindnet*'"); links != "" {
 		t.Errorf("enable links or drop-ins left after purge:\n%s", links)
 	}
-	if left := leftovers(s.upperChanges()); len(left) > 0 {
+	if left := leftovers(s.UpperChanges()); len(left) > 0 {
 		t.Errorf("install, upgrade and purge left these changes to the machine:\n%s", strings.Join(left, "\n"))
 	}
 }

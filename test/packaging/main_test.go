@@ -4,7 +4,7 @@
 // scripts.
 //
 // Installing packages and booting systemd happen only in throwaway
-// sandboxes (sandbox_test.go): overlays of the real root in new namespaces,
+// sandboxes (package test/sandbox): overlays of the real root in new namespaces,
 // discarded with their PID 1. Nothing here changes the machine's files,
 // network or cgroups beyond a temporary empty cgroup it removes again.
 package packaging

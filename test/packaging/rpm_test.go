@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"github.com/kindnet-dev/kindnet/test/sandbox"
+
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,14 +55,14 @@ func TestRpmInstallUpgradeEraseAndLint(t *testing.T) {
 	needRoot(t)
 	needTools(t, "rpm", "rpmlint", "systemctl", "unshare", "nsenter")
 	v1, v2 := packagesFor(t, "1.0.0"), packagesFor(t, "1.0.1")
-	s := newSandbox(t, holdMode)
-	s.copyIn(v1.rpm, "/tmp/v1.rpm")
-	s.copyIn(v2.rpm, "/tmp/v2.rpm")
-	s.copyIn(filepath.Join(repoRoot, "packaging", "rpm", "rpmlint.toml"), "/tmp/rpmlint.toml")
+	s := sandbox.New(t, sandbox.Options{})
+	s.CopyIn(v1.rpm, "/tmp/v1.rpm", 0o644)
+	s.CopyIn(v2.rpm, "/tmp/v2.rpm", 0o644)
+	s.CopyIn(filepath.Join(repoRoot, "packaging", "rpm", "rpmlint.toml"), "/tmp/rpmlint.toml", 0o644)
 
 	// Debian's rpm database knows none of the rpm's automatic requirements
 	// (/bin/sh for the scriptlets).
-	s.mustRun("rpm", "-i", "--nodeps", "/tmp/v1.rpm")
+	s.MustRun("rpm", "-i", "--nodeps", "/tmp/v1.rpm")
 	checkInstalled(t, s, rpmEntries())
 	expectVersion(t, s, "1.0.0")
 	expectEnabled(t, s, "enabled")
@@ -71,7 +73,7 @@ func TestRpmInstallUpgradeEraseAndLint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rpm, err := os.ReadFile(s.path("/usr/lib/systemd/system/kindnet.service"))
+	rpm, err := os.ReadFile(s.Path("/usr/lib/systemd/system/kindnet.service"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func TestRpmInstallUpgradeEraseAndLint(t *testing.T) {
 		t.Errorf("the rpm's kindnet.service is not the packaged unit with EnvironmentFile=-/etc/sysconfig/kindnet:\n%s", rpm)
 	}
 
-	o, e, err := s.run("rpmlint", "-c", "/tmp/rpmlint.toml", "-i", "kindnet")
+	o, e, err := s.Run("rpmlint", "-c", "/tmp/rpmlint.toml", "-i", "kindnet")
 	var errs []string
 	for _, l := range strings.Split(o, "\n") {
 		if strings.Contains(l, ": E: ") {
@@ -93,23 +95,23 @@ func TestRpmInstallUpgradeEraseAndLint(t *testing.T) {
 		t.Logf("rpmlint:\n%s", o)
 	}
 
-	s.mustRun("rpm", "-U", "--nodeps", "/tmp/v2.rpm")
+	s.MustRun("rpm", "-U", "--nodeps", "/tmp/v2.rpm")
 	expectVersion(t, s, "1.0.1")
 	expectEnabled(t, s, "enabled")
-	if got := s.sh("rpm -q --qf '%{VERSION}-%{RELEASE}' kindnet"); got != "1.0.1-1" {
+	if got := s.Sh("rpm -q --qf '%{VERSION}-%{RELEASE}' kindnet"); got != "1.0.1-1" {
 		t.Errorf("after upgrade rpm has %q", got)
 	}
 
-	s.mustRun("rpm", "-e", "kindnet")
+	s.MustRun("rpm", "-e", "kindnet")
 	for _, en := range rpmEntries() {
-		if _, err := os.Lstat(s.path(en.path)); err == nil && !isSharedDir(en.path) {
+		if _, err := os.Lstat(s.Path(en.path)); err == nil && !isSharedDir(en.path) {
 			t.Errorf("left after erase: %s", en.path)
 		}
 	}
-	if links := s.sh("find /etc/systemd -name '*kindnet*'"); links != "" {
+	if links := s.Sh("find /etc/systemd -name '*kindnet*'"); links != "" {
 		t.Errorf("enable links left after erase:\n%s", links)
 	}
-	if left := leftovers(s.upperChanges()); len(left) > 0 {
+	if left := leftovers(s.UpperChanges()); len(left) > 0 {
 		t.Errorf("install, upgrade and erase left these changes:\n%s", strings.Join(left, "\n"))
 	}
 }

@@ -46,7 +46,11 @@ func TestKubeadmScriptsRejectBadArguments(t *testing.T) {
 		{"kubeadm-init.sh", []string{"--pod-subnet", "10.244.0.0/16", "--package", "/nonexistent/kindnet.deb"}, 64, "cannot read '/nonexistent/kindnet.deb'"},
 		{"kubeadm-init.sh", []string{"--pod-subnet", "10.244.0.0/16", "--api-timeout", "soon"}, 64, "'soon' is not a number of seconds"},
 		{"kubeadm-init.sh", []string{"--pod-subnet", "10.244.0.0/16", "--bogus"}, 64, "unknown argument '--bogus'"},
-		{"kubeadm-join.sh", []string{"--dry-run", "--pod-subnet", "10.244.0.0/16"}, 64, "kubeadm join's arguments are missing"},
+		{"kubeadm-init.sh", []string{"--pod-subnet", "10.244.0.0/16", "--token-ttl", "0s"}, 64, "'0s' is not a duration"},
+		{"kubeadm-init.sh", []string{"--pod-subnet", "10.244.0.0/16", "--token-ttl", "1d"}, 64, "'1d' is not a duration"},
+		{"kubeadm-init.sh", []string{"--pod-subnet", "10.244.0.0/16", "--kubeadm-config", "/nonexistent/k.yaml"}, 64, "--kubeadm-config: cannot read '/nonexistent/k.yaml'"},
+		{"kubeadm-join.sh", []string{"--dry-run", "--pod-subnet", "10.244.0.0/16"}, 64, "how to join is missing: give --join-config FILE"},
+		{"kubeadm-join.sh", []string{"--dry-run", "--pod-subnet", "10.244.0.0/16", "--join-config", "/nonexistent/j.yaml"}, 64, "--join-config: cannot read '/nonexistent/j.yaml'"},
 		{"kubeadm-join.sh", []string{"--pod-subnet", "10.244.0.0/16", "192.0.2.1:6443"}, 64, "kubeadm join's arguments go after --"},
 		{"kubeadm-join.sh", []string{"--pod-subnet", "fd00::/56,fd01::/56", "--dry-run", "--", "x"}, 64, "more than one range of an IP family"},
 	}
@@ -84,15 +88,22 @@ func TestKubeadmDryRunPrintsTheConfigKindnetAcceptsAndTheCommands(t *testing.T) 
 	p := packagesFor(t, "1.0.0")
 	out, code := script(t, "kubeadm-init.sh", "--dry-run", "--pod-subnet", "10.244.0.0/16,fd00:10:244::/56",
 		"--service-subnet", "10.96.0.0/12,fd00:10:96::/112", "--node-name", "cp1", "--package", p.deb,
-		"--", "--skip-phases=addon/kube-proxy")
+		"--kubernetes-version", "v1.37.2", "--token-ttl", "30m", "--", "--skip-phases=addon/kube-proxy")
 	if code != 0 {
 		t.Fatalf("kubeadm-init.sh --dry-run: exit %d\n%s", code, out)
 	}
 	for _, want := range []string{
 		"would run: env DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i " + p.deb,
 		"would write /etc/kindnet/config.yaml:",
-		`would run: kubeadm init --pod-network-cidr=10.244.0.0/16\,fd00:10:244::/56 --service-cidr=10.96.0.0/12\,fd00:10:96::/112 --node-name=cp1 --skip-phases=addon/kube-proxy`,
 		"would run: systemctl start kindnet.service",
+		"would write a kubeadm config (mode 0600, removed after kubeadm init):",
+		"    - token: \"<a new token from kubeadm token generate>\"\n",
+		"      ttl: 30m\n",
+		"      groups: [system:bootstrappers:kubeadm:default-node-token]\n",
+		"    nodeRegistration:\n      name: cp1\n",
+		"      podSubnet: \"10.244.0.0/16,fd00:10:244::/56\"\n      serviceSubnet: \"10.96.0.0/12,fd00:10:96::/112\"\n",
+		"    kubernetesVersion: \"v1.37.2\"\n",
+		"would run: kubeadm init --config=KUBEADM-CONFIG --skip-token-print --skip-phases=addon/kube-proxy",
 		"would run: kubectl --kubeconfig=/etc/kubernetes/admin.conf get --raw=/readyz",
 		"would run: kindnet rbac | kubectl --kubeconfig=/etc/kubernetes/admin.conf apply -f -",
 	} {
@@ -101,7 +112,7 @@ func TestKubeadmDryRunPrintsTheConfigKindnetAcceptsAndTheCommands(t *testing.T) 
 		}
 	}
 	// The steps come in the bootstrap's order.
-	order := []string{"dpkg --force-confold", "would write /etc/kindnet/config.yaml", "kubeadm init", "systemctl start kindnet", "get --raw=/readyz", "kindnet rbac"}
+	order := []string{"dpkg --force-confold", "would write /etc/kindnet/config.yaml", "systemctl start kindnet", "kubeadm init", "get --raw=/readyz", "kindnet rbac", "kubeadm token create --ttl 30m", "would write /etc/kubernetes/kindnet-join.yaml"}
 	last := -1
 	for _, step := range order {
 		i := strings.Index(out, step)
@@ -129,6 +140,22 @@ func TestKubeadmDryRunPrintsTheConfigKindnetAcceptsAndTheCommands(t *testing.T) 
 		t.Errorf("join config:\n%s", cfg)
 	}
 	validate(t, cfg)
+
+	// With the join file kubeadm-init.sh writes: the token stays in the
+	// file, kubeadm reads it from there; the agent starts first.
+	joinFile := filepath.Join(t.TempDir(), "kindnet-join.yaml")
+	if err := os.WriteFile(joinFile, []byte("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = script(t, "kubeadm-join.sh", "--dry-run", "--pod-subnet", "10.244.0.0/16", "--package", p.deb,
+		"--join-config", joinFile, "--node-name", "w1", "--", "--ignore-preflight-errors=Swap")
+	if code != 0 {
+		t.Fatalf("kubeadm-join.sh --dry-run --join-config: exit %d\n%s", code, out)
+	}
+	want := "would run: kubeadm join --config=" + joinFile + " --node-name=w1 --ignore-preflight-errors=Swap"
+	if !strings.Contains(out, want) || strings.Index(out, "systemctl start kindnet") > strings.Index(out, "kubeadm join") {
+		t.Errorf("join dry run lacks %q after starting kindnet:\n%s", want, out)
+	}
 }
 
 // configFrom extracts the indented config after "would write …:".

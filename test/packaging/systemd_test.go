@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"github.com/kindnet-dev/kindnet/test/sandbox"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,56 +39,13 @@ Description=stub kubelet: records the pod network it finds at start
 ExecStartPre=/bin/sh -c 'systemctl is-active kindnet.service >/run/kubelet-stub.state; ip -4 route show proto 107 >/run/kubelet-stub.routes; ls /etc/cni/net.d >/run/kubelet-stub.cni'
 ExecStart=/bin/sleep infinity
 `
-	// The sandbox runs only the units under test: never the machine's
-	// sysinit units (tmpfiles would clean the real /tmp, and more). These
-	// empty targets stand in for what DefaultDependencies= expects.
-	stubTarget = "[Unit]\nDescription=stub %s\n"
-	testTarget = `[Unit]
-Description=kindnet packaging test
-Wants=systemd-journald.socket systemd-journald-dev-log.socket systemd-journald.service
-`
-	// The journal stays in the sandbox's /run, never the machine's
-	// /var/log/journal files.
-	journaldConf = "[Journal]\nStorage=volatile\nReadKMsg=no\n"
 )
-
-// unitProps reads properties of a unit with systemctl show.
-func unitProps(t *testing.T, s *sandbox, unit string, props ...string) map[string]string {
-	t.Helper()
-	args := []string{"systemctl", "show", unit}
-	for _, p := range props {
-		args = append(args, "-p", p)
-	}
-	out := s.mustRun(args...)
-	m := map[string]string{}
-	for _, l := range strings.Split(out, "\n") {
-		if k, v, ok := strings.Cut(l, "="); ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // kindnetRoutes lists the agent's routes by protocol name: that the name
 // resolves also shows the package's rt_protos.d entry works.
-func kindnetRoutes(t *testing.T, s *sandbox) string {
+func kindnetRoutes(t *testing.T, s *sandbox.Sandbox) string {
 	t.Helper()
-	return s.mustRun("ip", "-4", "route", "show", "proto", "kindnet")
+	return s.MustRun("ip", "-4", "route", "show", "proto", "kindnet")
 }
 
 func wantRoutes(t *testing.T, when, routes string) {
@@ -99,7 +58,7 @@ func wantRoutes(t *testing.T, when, routes string) {
 }
 
 // TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes boots
-// a throwaway systemd as PID 1 of new namespaces (sandbox_test.go), with
+// a throwaway systemd as PID 1 of new namespaces (package test/sandbox), with
 // the kindnet.service and kubelet drop-in exactly as the .deb installed
 // them, and drives it with systemctl.
 func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *testing.T) {
@@ -109,29 +68,29 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		needTools(t, "systemd") // names the package to install
 	}
 	p := packagesFor(t, "1.0.0")
-	s := newSandbox(t, systemdMode)
+	s := sandbox.New(t, sandbox.Options{Mode: sandbox.Systemd})
 
 	// Install offline, as an image build would, then configure the node.
-	s.copyIn(p.deb, "/tmp/kindnet.deb")
-	s.mustRun("dpkg", "-i", "/tmp/kindnet.deb")
-	s.writeFile("/etc/kindnet/config.yaml", sdConfig, 0o644)
-	s.writeFile("/etc/kindnet/nodes.yaml", sdNodes, 0o644)
-	s.sh("ip link add eth0 type veth peer name lan0 && ip addr add 10.99.0.1/24 dev eth0 && ip link set lan0 up && ip link set eth0 up")
-	units := bootWithPackagedUnits(t, s)
+	s.CopyIn(p.deb, "/tmp/kindnet.deb", 0o644)
+	s.MustRun("dpkg", "-i", "/tmp/kindnet.deb")
+	s.WriteFile("/etc/kindnet/config.yaml", sdConfig, 0o644)
+	s.WriteFile("/etc/kindnet/nodes.yaml", sdNodes, 0o644)
+	s.Sh("ip link add eth0 type veth peer name lan0 && ip addr add 10.99.0.1/24 dev eth0 && ip link set lan0 up && ip link set eth0 up")
+	units := s.BootWithPackagedUnits(map[string]string{"kubelet.service": stubKubelet})
 
 	// kubelet pulls kindnet in (Wants=) and starts after it (After=): after
 	// its READY=1, i.e. with the pod network already in place.
-	s.mustRun("systemctl", "start", "kubelet.service")
-	k := unitProps(t, s, "kindnet.service", "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "Type")
+	s.MustRun("systemctl", "start", "kubelet.service")
+	k := s.UnitProps("kindnet.service", "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "Type")
 	if k["ActiveState"] != "active" || k["SubState"] != "running" || k["Type"] != "notify" {
-		o, _, _ := s.run("journalctl", "-u", "kindnet", "--no-pager")
+		o, _, _ := s.Run("journalctl", "-u", "kindnet", "--no-pager")
 		t.Fatalf("kindnet.service: %v\n%s", k, o)
 	}
-	if got := strings.TrimSpace(s.sh("cat /run/kubelet-stub.state")); got != "active" {
+	if got := strings.TrimSpace(s.Sh("cat /run/kubelet-stub.state")); got != "active" {
 		t.Errorf("kubelet started while kindnet was %q", got)
 	}
-	wantRoutes(t, "when kubelet started", s.sh("cat /run/kubelet-stub.routes"))
-	if got := s.sh("cat /run/kubelet-stub.cni"); !strings.Contains(got, "10-kindnet.conflist") {
+	wantRoutes(t, "when kubelet started", s.Sh("cat /run/kubelet-stub.routes"))
+	if got := s.Sh("cat /run/kubelet-stub.cni"); !strings.Contains(got, "10-kindnet.conflist") {
 		t.Errorf("when kubelet started /etc/cni/net.d held %q, want 10-kindnet.conflist", got)
 	}
 	t.Run("ready only after the bootstrap state", func(t *testing.T) {
@@ -139,7 +98,7 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		// "Started" once READY=1 arrived. Both go through the journal's
 		// one datagram socket in that order, so the journal's order is
 		// the order they happened in.
-		log := s.mustRun("journalctl", "-o", "cat", "--no-pager")
+		log := s.MustRun("journalctl", "-o", "cat", "--no-pager")
 		peer := strings.Index(log, "peer routed peer=node3")
 		started := strings.Index(log, "Started kindnet.service")
 		if started < 0 {
@@ -155,7 +114,7 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		if k["StatusText"] != want {
 			t.Errorf("StatusText = %q, want %q", k["StatusText"], want)
 		}
-		if st, _, _ := s.run("systemctl", "status", "kindnet.service", "--no-pager"); !strings.Contains(st, `Status: "`+want+`"`) {
+		if st, _, _ := s.Run("systemctl", "status", "kindnet.service", "--no-pager"); !strings.Contains(st, `Status: "`+want+`"`) {
 			t.Errorf("systemctl status does not show the status line:\n%s", st)
 		}
 	})
@@ -197,36 +156,36 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 			{"RECONCILER=cni", "CNI config written reconciler=cni"},
 			{"SYSLOG_IDENTIFIER=kindnet", "bootstrap state applied"},
 		} {
-			got := s.mustRun("journalctl", "-u", "kindnet", q.match, "-o", "cat", "--no-pager")
+			got := s.MustRun("journalctl", "-u", "kindnet", q.match, "-o", "cat", "--no-pager")
 			if !strings.Contains(got, q.want) {
 				t.Errorf("journalctl -u kindnet %s: want %q in:\n%s", q.match, q.want, got)
 			}
 		}
-		if other := s.mustRun("journalctl", "-u", "kindnet", "PEER=node2", "-o", "cat", "--no-pager"); strings.Contains(other, "node3") {
+		if other := s.MustRun("journalctl", "-u", "kindnet", "PEER=node2", "-o", "cat", "--no-pager"); strings.Contains(other, "node3") {
 			t.Errorf("PEER=node2 also matched node3's entries:\n%s", other)
 		}
 	})
 
 	t.Run("host state under the hardened unit", func(t *testing.T) {
 		wantRoutes(t, "now", kindnetRoutes(t, s))
-		s.mustRun("nft", "list", "table", "inet", "kindnet")
-		if got := strings.TrimSpace(s.sh("cat /proc/sys/net/ipv4/ip_forward")); got != "1" {
+		s.MustRun("nft", "list", "table", "inet", "kindnet")
+		if got := strings.TrimSpace(s.Sh("cat /proc/sys/net/ipv4/ip_forward")); got != "1" {
 			t.Errorf("ip_forward = %s: the agent could not write /proc/sys/net", got)
 		}
 		for dir, mode := range map[string]string{"/var/lib/kindnet": "drwx------", "/run/kindnet": "drwx------"} {
-			if fi, err := os.Stat(s.path(dir)); err != nil || fi.Mode().String() != mode {
+			if fi, err := os.Stat(s.Path(dir)); err != nil || fi.Mode().String() != mode {
 				t.Errorf("%s: %v %v, want %s", dir, fi.Mode(), err, mode)
 			}
 		}
-		if _, err := os.Stat(s.path("/var/lib/kindnet/cluster-view.json")); err != nil {
+		if _, err := os.Stat(s.Path("/var/lib/kindnet/cluster-view.json")); err != nil {
 			t.Errorf("no cache in the state directory: %v", err)
 		}
-		if sec, _, err := s.run("systemd-analyze", "security", "--no-pager", "kindnet.service"); err == nil {
+		if sec, _, err := s.Run("systemd-analyze", "security", "--no-pager", "kindnet.service"); err == nil {
 			lines := strings.Split(strings.TrimSpace(sec), "\n")
 			t.Logf("systemd-analyze security kindnet.service: %s", lines[len(lines)-1])
 		}
 		// Only CAP_NET_ADMIN (bit 12), in every set, and no way to gain more.
-		status := s.sh("cat /proc/" + k["MainPID"] + "/status")
+		status := s.Sh("cat /proc/" + k["MainPID"] + "/status")
 		for _, want := range []string{"CapPrm:\t0000000000001000", "CapEff:\t0000000000001000", "CapBnd:\t0000000000001000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 			if !strings.Contains(status, want) {
 				t.Errorf("agent's /proc/PID/status lacks %q:\n%s", want, status)
@@ -235,10 +194,10 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 	})
 
 	t.Run("SIGKILL: systemd restarts it", func(t *testing.T) {
-		before := unitProps(t, s, "kindnet.service", "MainPID", "NRestarts")
-		s.mustRun("kill", "-KILL", before["MainPID"])
-		waitFor(t, "a restarted agent", 20*time.Second, func() (bool, string) {
-			now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID", "NRestarts")
+		before := s.UnitProps("kindnet.service", "MainPID", "NRestarts")
+		s.MustRun("kill", "-KILL", before["MainPID"])
+		sandbox.WaitFor(t, "a restarted agent", 20*time.Second, func() (bool, string) {
+			now := s.UnitProps("kindnet.service", "ActiveState", "MainPID", "NRestarts")
 			n, _ := strconv.Atoi(now["NRestarts"])
 			b, _ := strconv.Atoi(before["NRestarts"])
 			return now["ActiveState"] == "active" && n == b+1 && now["MainPID"] != before["MainPID"], fmt.Sprint(now)
@@ -249,45 +208,45 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 	t.Run("watchdog: pinged while healthy, restarted when the loop stalls", func(t *testing.T) {
 		// A shorter watchdog for the test only; the agent pings at half of
 		// whatever systemd tells it (WATCHDOG_USEC).
-		s.writeFile(filepath.Join(units, "kindnet.service.d/50-test-watchdog.conf"), "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=1s\n", 0o644)
-		s.mustRun("systemctl", "daemon-reload")
-		s.mustRun("systemctl", "restart", "kindnet.service")
-		before := unitProps(t, s, "kindnet.service", "MainPID", "NRestarts", "WatchdogUSec")
+		s.WriteFile(filepath.Join(units, "kindnet.service.d/50-test-watchdog.conf"), "[Service]\nWatchdogSec=2s\nTimeoutAbortSec=1s\n", 0o644)
+		s.MustRun("systemctl", "daemon-reload")
+		s.MustRun("systemctl", "restart", "kindnet.service")
+		before := s.UnitProps("kindnet.service", "MainPID", "NRestarts", "WatchdogUSec")
 		if before["WatchdogUSec"] != "2s" {
 			t.Fatalf("WatchdogUSec = %q, want 2s", before["WatchdogUSec"])
 		}
 		time.Sleep(5 * time.Second) // 2.5 watchdog periods
-		if now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID", "NRestarts"); now["MainPID"] != before["MainPID"] || now["NRestarts"] != before["NRestarts"] {
+		if now := s.UnitProps("kindnet.service", "ActiveState", "MainPID", "NRestarts"); now["MainPID"] != before["MainPID"] || now["NRestarts"] != before["NRestarts"] {
 			t.Fatalf("a healthy agent was restarted by the watchdog: before %v, now %v", before, now)
 		}
 		// A stopped process sends nothing: the loop "hangs".
-		s.mustRun("kill", "-STOP", before["MainPID"])
-		waitFor(t, "the watchdog to restart the stalled agent", 30*time.Second, func() (bool, string) {
-			now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID", "NRestarts", "Result")
-			j, _, _ := s.run("journalctl", "--no-pager", "-n", "40")
+		s.MustRun("kill", "-STOP", before["MainPID"])
+		sandbox.WaitFor(t, "the watchdog to restart the stalled agent", 30*time.Second, func() (bool, string) {
+			now := s.UnitProps("kindnet.service", "ActiveState", "MainPID", "NRestarts", "Result")
+			j, _, _ := s.Run("journalctl", "--no-pager", "-n", "40")
 			return now["ActiveState"] == "active" && now["MainPID"] != before["MainPID"], fmt.Sprint(now) + "\n" + j
 		})
-		if log := s.mustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager"); !strings.Contains(log, "Watchdog timeout") {
+		if log := s.MustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager"); !strings.Contains(log, "Watchdog timeout") {
 			t.Errorf("no watchdog timeout in the journal:\n%s", log)
 		}
 	})
 
 	t.Run("upgrade under systemd: dpkg -i restarts the agent, routes untouched", func(t *testing.T) {
 		v2 := packagesFor(t, "1.0.1")
-		s.copyIn(v2.deb, "/tmp/kindnet-v2.deb")
+		s.CopyIn(v2.deb, "/tmp/kindnet-v2.deb", 0o644)
 		routesBefore := kindnetRoutes(t, s)
-		before := unitProps(t, s, "kindnet.service", "MainPID")
-		kubelet := unitProps(t, s, "kubelet.service", "MainPID")
-		cursor := strings.TrimSpace(s.sh("journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'"))
-		s.mustRun("dpkg", "-i", "/tmp/kindnet-v2.deb")
-		now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID")
+		before := s.UnitProps("kindnet.service", "MainPID")
+		kubelet := s.UnitProps("kubelet.service", "MainPID")
+		cursor := strings.TrimSpace(s.Sh("journalctl -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'"))
+		s.MustRun("dpkg", "-i", "/tmp/kindnet-v2.deb")
+		now := s.UnitProps("kindnet.service", "ActiveState", "MainPID")
 		if now["ActiveState"] != "active" || now["MainPID"] == before["MainPID"] {
 			t.Fatalf("the upgrade did not restart the agent: before %v, now %v", before, now)
 		}
 		if got := kindnetRoutes(t, s); got != routesBefore {
 			t.Errorf("routes changed across the upgrade:\nbefore:\n%s\nafter:\n%s", routesBefore, got)
 		}
-		since := s.mustRun("journalctl", "-u", "kindnet", "--after-cursor", cursor, "-o", "cat", "--no-pager")
+		since := s.MustRun("journalctl", "-u", "kindnet", "--after-cursor", cursor, "-o", "cat", "--no-pager")
 		if !strings.Contains(since, "kindnet 1.0.1") {
 			t.Errorf("the restarted agent is not the new version:\n%s", since)
 		}
@@ -307,77 +266,48 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		if summaries == 0 {
 			t.Errorf("the restarted agent logged no reconcile summary:\n%s", since)
 		}
-		if k := unitProps(t, s, "kubelet.service", "MainPID"); k["MainPID"] != kubelet["MainPID"] {
+		if k := s.UnitProps("kubelet.service", "MainPID"); k["MainPID"] != kubelet["MainPID"] {
 			t.Errorf("the upgrade restarted kubelet: %v -> %v", kubelet, k)
 		}
 	})
 
 	t.Run("stop leaves the network in place; kubelet keeps running", func(t *testing.T) {
-		s.mustRun("systemctl", "stop", "kindnet.service")
-		if st := unitProps(t, s, "kindnet.service", "ActiveState"); st["ActiveState"] != "inactive" {
+		s.MustRun("systemctl", "stop", "kindnet.service")
+		if st := s.UnitProps("kindnet.service", "ActiveState"); st["ActiveState"] != "inactive" {
 			t.Errorf("after stop: %v", st)
 		}
 		wantRoutes(t, "after stop", kindnetRoutes(t, s))
-		s.mustRun("nft", "list", "table", "inet", "kindnet")
-		if _, err := os.Stat(s.path("/etc/cni/net.d/10-kindnet.conflist")); err != nil {
+		s.MustRun("nft", "list", "table", "inet", "kindnet")
+		if _, err := os.Stat(s.Path("/etc/cni/net.d/10-kindnet.conflist")); err != nil {
 			t.Errorf("CNI config gone after stop: %v", err)
 		}
-		if _, err := os.Stat(s.path("/run/kindnet")); err != nil {
+		if _, err := os.Stat(s.Path("/run/kindnet")); err != nil {
 			t.Errorf("run dir (IPAM) gone after stop: %v", err)
 		}
-		if log := s.mustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager"); !strings.Contains(log, "stopping; routes, rules and CNI config stay in place") {
+		if log := s.MustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager"); !strings.Contains(log, "stopping; routes, rules and CNI config stay in place") {
 			t.Errorf("no clean-stop line in the journal:\n%s", log)
 		}
-		if st := unitProps(t, s, "kubelet.service", "ActiveState"); st["ActiveState"] != "active" {
+		if st := s.UnitProps("kubelet.service", "ActiveState"); st["ActiveState"] != "active" {
 			t.Errorf("stopping kindnet stopped kubelet: %v", st)
 		}
 	})
 
 	t.Run("purge runs kindnet cleanup: routes, table, CNI config, state and config gone", func(t *testing.T) {
-		s.mustRun("dpkg", "--purge", "kindnet")
+		s.MustRun("dpkg", "--purge", "kindnet")
 		// By number: the purge also removed the rt_protos.d name.
-		if got := s.mustRun("ip", "-4", "route", "show", "proto", "107"); got != "" {
+		if got := s.MustRun("ip", "-4", "route", "show", "proto", "107"); got != "" {
 			t.Errorf("kindnet routes left after purge:\n%s", got)
 		}
-		if _, _, err := s.run("nft", "list", "table", "inet", "kindnet"); err == nil {
+		if _, _, err := s.Run("nft", "list", "table", "inet", "kindnet"); err == nil {
 			t.Error("nftables table inet kindnet left after purge")
 		}
 		for _, p := range []string{"/etc/cni/net.d/10-kindnet.conflist", "/run/kindnet", "/var/lib/kindnet", "/etc/kindnet", "/usr/bin/kindnet"} {
-			if _, err := os.Lstat(s.path(p)); err == nil {
+			if _, err := os.Lstat(s.Path(p)); err == nil {
 				t.Errorf("left after purge: %s", p)
 			}
 		}
-		if got := strings.TrimSpace(s.sh("ip route show | grep -c 'via 10.99.0' || true")); got != "0" {
+		if got := strings.TrimSpace(s.Sh("ip route show | grep -c 'via 10.99.0' || true")); got != "0" {
 			t.Errorf("%s routes via the peers left after purge", got)
 		}
 	})
-}
-
-// bootWithPackagedUnits gives the sandbox's systemd the units the .deb
-// installed (kindnet.service and the kubelet drop-in), journald, the stub
-// kubelet and the stub targets, then boots it. It returns the directory
-// the units are read from (SYSTEMD_UNIT_PATH), for drop-ins.
-func bootWithPackagedUnits(t *testing.T, s *sandbox) string {
-	t.Helper()
-	s.writeFile("/etc/systemd/journald.conf.d/kindnet-test.conf", journaldConf, 0o644)
-	units := "/kindnet-test/units"
-	copyUnit := func(from, to string) {
-		b, err := os.ReadFile(s.path(from))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.writeFile(filepath.Join(units, to), string(b), 0o644)
-	}
-	copyUnit("/lib/systemd/system/kindnet.service", "kindnet.service")
-	copyUnit("/lib/systemd/system/kubelet.service.d/10-kindnet.conf", "kubelet.service.d/10-kindnet.conf")
-	for _, u := range []string{"systemd-journald.service", "systemd-journald.socket", "systemd-journald-dev-log.socket", "systemd-journald-audit.socket"} {
-		copyUnit("/lib/systemd/system/"+u, u)
-	}
-	for _, tgt := range []string{"sysinit", "basic", "sockets", "shutdown", "multi-user", "network", "network-online", "local-fs", "paths", "timers", "slices"} {
-		s.writeFile(filepath.Join(units, tgt+".target"), fmt.Sprintf(stubTarget, tgt), 0o644)
-	}
-	s.writeFile(filepath.Join(units, "kindnet-test.target"), testTarget, 0o644)
-	s.writeFile(filepath.Join(units, "kubelet.service"), stubKubelet, 0o644)
-	s.boot()
-	return units
 }

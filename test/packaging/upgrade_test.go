@@ -1,6 +1,8 @@
 package packaging
 
 import (
+	"github.com/kindnet-dev/kindnet/test/sandbox"
+
 	"encoding/json"
 	"fmt"
 	"os"
@@ -68,26 +70,26 @@ func TestDebUpgradeUnderSystemdLosesNoPacket(t *testing.T) {
 	}
 	v1, v2 := packagesFor(t, "1.0.0"), packagesFor(t, "1.0.1")
 	labTool := buildLabTool(t)
-	s := newSandbox(t, systemdMode)
-	s.copyIn(v1.deb, "/tmp/kindnet-v1.deb")
-	s.copyIn(v2.deb, "/tmp/kindnet-v2.deb")
+	s := sandbox.New(t, sandbox.Options{Mode: sandbox.Systemd})
+	s.CopyIn(v1.deb, "/tmp/kindnet-v1.deb", 0o644)
+	s.CopyIn(v2.deb, "/tmp/kindnet-v2.deb", 0o644)
 	b, err := os.ReadFile(labTool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.writeFile("/tmp/kindnet-lab", string(b), 0o755)
+	s.WriteFile("/tmp/kindnet-lab", string(b), 0o755)
 
-	s.mustRun("dpkg", "-i", "/tmp/kindnet-v1.deb")
-	s.writeFile("/etc/kindnet/config.yaml", upConfig, 0o644)
-	s.writeFile("/etc/kindnet/nodes.yaml", upNodes, 0o644)
-	s.sh(upNode2)
-	bootWithPackagedUnits(t, s)
-	s.mustRun("systemctl", "start", "kindnet.service")
-	if k := unitProps(t, s, "kindnet.service", "ActiveState"); k["ActiveState"] != "active" {
-		o, _, _ := s.run("journalctl", "-u", "kindnet", "--no-pager")
+	s.MustRun("dpkg", "-i", "/tmp/kindnet-v1.deb")
+	s.WriteFile("/etc/kindnet/config.yaml", upConfig, 0o644)
+	s.WriteFile("/etc/kindnet/nodes.yaml", upNodes, 0o644)
+	s.Sh(upNode2)
+	s.BootWithPackagedUnits(map[string]string{"kubelet.service": stubKubelet})
+	s.MustRun("systemctl", "start", "kindnet.service")
+	if k := s.UnitProps("kindnet.service", "ActiveState"); k["ActiveState"] != "active" {
+		o, _, _ := s.Run("journalctl", "-u", "kindnet", "--no-pager")
 		t.Fatalf("kindnet.service: %v\n%s", k, o)
 	}
-	waitFor(t, "the route to node2's pods", 20*time.Second, func() (bool, string) {
+	sandbox.WaitFor(t, "the route to node2's pods", 20*time.Second, func() (bool, string) {
 		r := kindnetRoutes(t, s)
 		return strings.Contains(r, "10.244.2.0/24 via 10.99.0.2"), r
 	})
@@ -95,18 +97,18 @@ func TestDebUpgradeUnderSystemdLosesNoPacket(t *testing.T) {
 	// Pod A on node1 through the agent's conflist; pod B on node2 through
 	// the same conflist with node2's range and its own IPAM directory.
 	a := wirePod(t, s, "", "/etc/cni/net.d/10-kindnet.conflist", "pod-a")
-	conf := s.sh("cat /etc/cni/net.d/10-kindnet.conflist")
+	conf := s.Sh("cat /etc/cni/net.d/10-kindnet.conflist")
 	n2conf := strings.ReplaceAll(conf, "10.244.1.0/24", "10.244.2.0/24")
 	n2conf = strings.ReplaceAll(n2conf, `"/run/kindnet/ipam"`, `"/run/kindnet-node2/ipam"`)
 	if n2conf == conf || !strings.Contains(n2conf, "/run/kindnet-node2/ipam") {
 		t.Fatalf("cannot derive node2's conflist from:\n%s", conf)
 	}
-	s.writeFile("/tmp/node2.conflist", n2conf, 0o644)
+	s.WriteFile("/tmp/node2.conflist", n2conf, 0o644)
 	bIP := wirePod(t, s, "node2", "/tmp/node2.conflist", "pod-b")
-	s.mustRun("ip", "netns", "exec", "pod-a", "ping", "-n", "-q", "-c", "3", "-W", "1", bIP)
+	s.MustRun("ip", "netns", "exec", "pod-a", "ping", "-n", "-q", "-c", "3", "-W", "1", bIP)
 	t.Logf("pod-a %s on node1, pod-b %s on node2", a, bIP)
 
-	before := unitProps(t, s, "kindnet.service", "MainPID")
+	before := s.UnitProps("kindnet.service", "MainPID")
 	type result struct {
 		out string
 		err error
@@ -114,19 +116,19 @@ func TestDebUpgradeUnderSystemdLosesNoPacket(t *testing.T) {
 	done := make(chan result, 1)
 	pingStart := time.Now()
 	go func() {
-		o, e, err := s.run("ip", "netns", "exec", "pod-a", "ping", "-n", "-q", "-c", strconv.Itoa(upgradePingCount),
+		o, e, err := s.Run("ip", "netns", "exec", "pod-a", "ping", "-n", "-q", "-c", strconv.Itoa(upgradePingCount),
 			"-i", strconv.FormatFloat(upgradePingInterval.Seconds(), 'f', 3, 64), "-W", "1", bIP)
 		done <- result{o + e, err}
 	}()
 	time.Sleep(2 * time.Second)
 	upgradeStart := time.Now()
-	s.mustRun("dpkg", "-i", "/tmp/kindnet-v2.deb")
+	s.MustRun("dpkg", "-i", "/tmp/kindnet-v2.deb")
 	upgraded := time.Since(pingStart)
-	now := unitProps(t, s, "kindnet.service", "ActiveState", "MainPID")
+	now := s.UnitProps("kindnet.service", "ActiveState", "MainPID")
 	if now["ActiveState"] != "active" || now["MainPID"] == before["MainPID"] {
 		t.Fatalf("the upgrade did not restart the agent: before %v, now %v", before, now)
 	}
-	if v := strings.TrimSpace(s.mustRun("kindnet", "version", "--short")); v != "1.0.1" {
+	if v := strings.TrimSpace(s.MustRun("kindnet", "version", "--short")); v != "1.0.1" {
 		t.Fatalf("after the upgrade kindnet is %q, want 1.0.1", v)
 	}
 	t.Logf("dpkg -i 1.0.0 -> 1.0.1 took %s; agent pid %s -> %s", time.Since(upgradeStart).Round(time.Millisecond), before["MainPID"], now["MainPID"])
@@ -151,16 +153,16 @@ func TestDebUpgradeUnderSystemdLosesNoPacket(t *testing.T) {
 // it with the installed plugin (/opt/cni/bin/kindnet) through libcni
 // (kindnet-lab cni), from inside node namespace node ("" = the sandbox's
 // own). It returns the pod's IPv4 address.
-func wirePod(t *testing.T, s *sandbox, node, conflist, name string) string {
+func wirePod(t *testing.T, s *sandbox.Sandbox, node, conflist, name string) string {
 	t.Helper()
-	s.mustRun("ip", "netns", "add", name)
-	s.mustRun("ip", "-n", name, "link", "set", "lo", "up")
+	s.MustRun("ip", "netns", "add", name)
+	s.MustRun("ip", "-n", name, "link", "set", "lo", "up")
 	args := []string{"/tmp/kindnet-lab", "cni", "add", "--conflist", conflist, "--bin-dir", "/opt/cni/bin",
 		"--cache-dir", "/var/lib/cni-" + name, "--netns", "/run/netns/" + name, "--container-id", name, "--pod-name", name}
 	if node != "" {
 		args = append([]string{"ip", "netns", "exec", node}, args...)
 	}
-	out := s.mustRun(args...)
+	out := s.MustRun(args...)
 	var res struct {
 		IPs []string `json:"ips"`
 	}
