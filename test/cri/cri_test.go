@@ -5,8 +5,8 @@
 // and driven through CRI with crictl, as kubelet would drive it.
 //
 // Root, state, sockets and pod network namespaces live under a temporary
-// directory; the pause image is built here from a tiny static binary and
-// imported with ctr (no registry is needed). Everything is removed at the
+// directory; the pause image is built here from a tiny static binary
+// (written by test/cluster/images) and imported with ctr (no registry is needed). Everything is removed at the
 // end, also on failure. Without root, or without the runtimes (make deps,
 // make tools), the tests skip saying why.
 package cri
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
+	"github.com/kindnet-dev/kindnet/test/cluster/images"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -64,6 +65,20 @@ func run(m *testing.M) int {
 	crictlBin = toolPath("crictl")
 	containerd2D = toolPath("containerd2")
 	return m.Run()
+}
+
+// pauseImage is the name the image is imported under; the runtimes'
+// configs name it as their sandbox image.
+const pauseImage = "kindnet.test/pause:1"
+
+// writePauseImage writes the pause image as an OCI archive `ctr images
+// import` reads: one layer with the static pause binary as /pause.
+func writePauseImage(pauseBin, out string) error {
+	l := images.NewLayer()
+	if err := l.HostFile("/pause", pauseBin, 0o755); err != nil {
+		return err
+	}
+	return images.WriteArchive(images.Image{Ref: pauseImage, Layer: l, Entrypoint: []string{"/pause"}}, out)
 }
 
 // toolPath asks scripts/tools.sh where a cached tool lives ("" if that
