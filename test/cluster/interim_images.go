@@ -1,18 +1,12 @@
 package cluster
 
 import (
-	"archive/tar"
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
-	"time"
+
+	"github.com/kindnet-dev/kindnet/test/cluster/images"
 )
 
 // AgnhostImage is the agnhost image name e2e.test 1.37 expects
@@ -50,83 +44,12 @@ func InterimImages(repo, dir string, bins Binaries) ([]Image, error) {
 	return out, nil
 }
 
-// writeOneBinaryImage writes an OCI image layout, as a tar that `ctr
-// images import` reads, holding one layer with the binary as /<as> (the
-// entrypoint) and the image name in the index's io.containerd.image.name
-// annotation.
+// writeOneBinaryImage writes an image holding only the binary, as /<as>,
+// its entrypoint.
 func writeOneBinaryImage(bin, as, name, out string) error {
-	data, err := os.ReadFile(bin)
-	if err != nil {
+	l := images.NewLayer()
+	if err := l.HostFile("/"+as, bin, 0o755); err != nil {
 		return err
 	}
-	stamp := time.Unix(0, 0)
-	var layer bytes.Buffer
-	lw := tar.NewWriter(&layer)
-	if err := lw.WriteHeader(&tar.Header{Name: as, Mode: 0o755, Size: int64(len(data)), Typeflag: tar.TypeReg, ModTime: stamp}); err != nil {
-		return err
-	}
-	if _, err := lw.Write(data); err != nil {
-		return err
-	}
-	if err := lw.Close(); err != nil {
-		return err
-	}
-	blobs := map[string][]byte{}
-	descriptor := func(mediaType string, b []byte) map[string]any {
-		sum := sha256.Sum256(b)
-		d := "sha256:" + hex.EncodeToString(sum[:])
-		blobs[d] = b
-		return map[string]any{"mediaType": mediaType, "digest": d, "size": len(b)}
-	}
-	layerDesc := descriptor("application/vnd.oci.image.layer.v1.tar", layer.Bytes())
-	config, _ := json.Marshal(map[string]any{
-		"architecture": runtime.GOARCH, "os": "linux",
-		"config": map[string]any{"Entrypoint": []string{"/" + as}},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDesc["digest"].(string)}},
-	})
-	manifest, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
-		"config":        descriptor("application/vnd.oci.image.config.v1+json", config),
-		"layers":        []any{layerDesc},
-	})
-	manifestDesc := descriptor("application/vnd.oci.image.manifest.v1+json", manifest)
-	manifestDesc["platform"] = map[string]string{"architecture": runtime.GOARCH, "os": "linux"}
-	manifestDesc["annotations"] = map[string]string{
-		"io.containerd.image.name":          name,
-		"org.opencontainers.image.ref.name": name[strings.LastIndex(name, ":")+1:],
-	}
-	index, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.index.v1+json",
-		"manifests":     []any{manifestDesc},
-	})
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	w := tar.NewWriter(f)
-	put := func(name string, b []byte) error {
-		if err := w.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg, ModTime: stamp}); err != nil {
-			return err
-		}
-		_, err := w.Write(b)
-		return err
-	}
-	err = put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-	if err == nil {
-		err = put("index.json", index)
-	}
-	for d, b := range blobs {
-		if err == nil {
-			err = put("blobs/sha256/"+strings.TrimPrefix(d, "sha256:"), b)
-		}
-	}
-	if err == nil {
-		err = w.Close()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return images.WriteArchive(images.Image{Ref: name, Layer: l, Entrypoint: []string{"/" + as}}, out)
 }

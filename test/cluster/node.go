@@ -87,6 +87,30 @@ func (u *upper) startNode(ctx context.Context, n *Node) error {
 // the directories, the installed package's files, certificates and
 // kubeconfigs, and the configs of containerd, kubelet and kube-proxy.
 func (u *upper) nodeFiles(n *Node) error {
+	if err := n.prepareDirs(); err != nil {
+		return err
+	}
+	if err := u.installPackage(n); err != nil {
+		return err
+	}
+	if err := u.nodeCredentials(n); err != nil {
+		return err
+	}
+	return writeFiles(map[string]string{
+		filepath.Join(n.upper("etc"), "containerd", "config.toml"):   containerdConfig(filepath.Join(u.o.Bins.Containerd, "containerd-shim-runc-v2")),
+		filepath.Join(n.own("kubernetes"), "kubelet-config.yaml"):    kubeletConfig(n),
+		filepath.Join(n.own("kubernetes"), "kube-proxy-config.yaml"): kubeProxyConfig(n),
+		// Nothing outside the cluster resolves: CoreDNS forwards to the
+		// control plane's address, where no DNS server listens.
+		filepath.Join(n.own("kubernetes"), "resolv.conf"): "nameserver " + u.c.CP.IPv4.String() + "\n",
+	})
+}
+
+// prepareDirs makes the node's own directories, the upper and work
+// directories of its overlays with the mount points inside them, the
+// directories systemd would make for kindnet.service, and the sysctl
+// files kubelet reads.
+func (n *Node) prepareDirs() error {
 	for _, b := range nodeBinds {
 		if err := os.MkdirAll(n.own(b.src), 0o755); err != nil {
 			return err
@@ -119,23 +143,18 @@ func (u *upper) nodeFiles(n *Node) error {
 			return err
 		}
 	}
-	if err := u.installPackage(n); err != nil {
-		return err
-	}
-	if err := u.nodeCredentials(n); err != nil {
-		return err
-	}
-	files := map[string]string{
-		filepath.Join(n.upper("etc"), "containerd", "config.toml"):   containerdConfig(filepath.Join(u.o.Bins.Containerd, "containerd-shim-runc-v2")),
-		filepath.Join(n.own("kubernetes"), "kubelet-config.yaml"):    kubeletConfig(n),
-		filepath.Join(n.own("kubernetes"), "kube-proxy-config.yaml"): kubeProxyConfig(n),
-		// Nothing outside the cluster resolves: CoreDNS forwards to the
-		// control plane's address, where no DNS server listens.
-		filepath.Join(n.own("kubernetes"), "resolv.conf"): "nameserver " + u.c.CP.IPv4.String() + "\n",
-	}
+	files := map[string]string{}
 	for name, value := range kubeletSysctls {
-		files[filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(name, "/", "."))] = value + "\n"
+		files[n.sysctlFile(name)] = value + "\n"
 	}
+	return writeFiles(files)
+}
+
+func (n *Node) sysctlFile(name string) string {
+	return filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(name, "/", "."))
+}
+
+func writeFiles(files map[string]string) error {
 	for p, content := range files {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
@@ -243,7 +262,7 @@ func (n *Node) makeNamespaces() error {
 		fmt.Fprintf(&s, "mount --bind %s %s\n", n.own(b.src), b.dst)
 	}
 	for name := range kubeletSysctls {
-		fmt.Fprintf(&s, "mount --bind %s /proc/sys/%s\n", filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(name, "/", ".")), name)
+		fmt.Fprintf(&s, "mount --bind %s /proc/sys/%s\n", n.sysctlFile(name), name)
 	}
 	out, err := exec.Command("unshare", "--mount="+n.MountNS(), "--uts="+n.UTSNS(), "--propagation", "slave",
 		"--", "/bin/sh", "-c", s.String()).CombinedOutput()

@@ -26,6 +26,9 @@ type Options struct {
 	// Images are imported into every node's containerd; they must include
 	// PauseImage, and CoreDNSImage for the DNS add-on.
 	Images []Image
+	// BuildImages, when set, writes more images into dir (inside the
+	// cluster's directory, so Down removes them) before the nodes start.
+	BuildImages func(dir string) ([]Image, error) `json:"-"`
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
 }
@@ -80,6 +83,17 @@ func Up(ctx context.Context, o Options, keep bool) (c *Cluster, err error) {
 		}
 	}()
 	start := time.Now()
+	if o.BuildImages != nil {
+		dir := filepath.Join(c.Dir, "images")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return c, err
+		}
+		more, err := o.BuildImages(dir)
+		if err != nil {
+			return c, fmt.Errorf("build images: %w", err)
+		}
+		o.Images = append(o.Images, more...)
+	}
 	u := &upper{c: c, o: o}
 	o.Log("cluster %s: building namespaces in %s", id, c.Dir)
 	if err := u.topology(); err != nil {
