@@ -127,6 +127,11 @@ func downCmd() *cobra.Command {
 				}
 				fmt.Println("removed cluster", id)
 			}
+			// The default state root is ours: gone once empty. One given
+			// by KINDNET_CLUSTER_DIR is the user's and stays.
+			if len(errs) == 0 && cluster.StateRoot() == cluster.DefaultStateRoot {
+				_ = os.Remove(cluster.DefaultStateRoot) // fails, harmlessly, unless empty
+			}
 			return errors.Join(errs...)
 		},
 	}
