@@ -74,8 +74,8 @@ test: deps tools ## run every test, including the root-only network-namespace, l
 # FUZZSCALE multiplies them (make fuzz FUZZSCALE=20 for a long session).
 # A crasher lands in the package's testdata/fuzz and then fails `go test`.
 FUZZSCALE ?= 1
-FUZZ_TARGETS := pkg/config:FuzzConfigFile:20000 pkg/cluster:FuzzNodesFile:60000 \
-	pkg/cluster:FuzzCache:20000 pkg/cni:FuzzParse:100000 pkg/ipam:FuzzStateFile:6000 \
+FUZZ_TARGETS := pkg/config:FuzzConfigFile:20000 pkg/nodesfile:FuzzNodesFile:60000 \
+	pkg/cache:FuzzCache:20000 pkg/cni:FuzzParse:100000 pkg/ipam:FuzzStateFile:6000 \
 	pkg/status:FuzzDecodeRecord:60000
 fuzz: ## run every fuzz target for a bounded number of executions
 	@set -e; for t in $(FUZZ_TARGETS); do \

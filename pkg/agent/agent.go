@@ -19,12 +19,15 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kindnet-dev/kindnet/internal/buildinfo"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/kube"
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/metrics"
+	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nodesfile"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 	"github.com/kindnet-dev/kindnet/pkg/sysctl"
@@ -51,7 +54,7 @@ type Options struct {
 	Version string
 	Log     *slog.Logger
 	// Source follows the cluster; nil picks one from the config.
-	Source cluster.Source
+	Source model.Source
 	// Notifier reports to systemd; nil means not under systemd.
 	Notifier Notifier
 	// Status receives the live record; nil makes a private one.
@@ -67,20 +70,20 @@ type Agent struct {
 	log   *slog.Logger
 	nl    *netlink.Handle
 	store *status.Store
-	cache *cluster.Cache
+	cache *cache.File
 	// metrics is fed where the record is updated (see setRun).
 	metrics *metrics.Metrics
 
-	source  cluster.Source
+	source  model.Source
 	routes  *routes.Reconciler
 	masq    *masq.Reconciler
 	cni     *cniconf.Reconciler
 	sysctls *sysctl.Reconciler
 
-	view       cluster.View
+	view       model.View
 	haveView   bool // a real view (source or cache) is known: routes may be reconciled
 	viewOrigin string
-	prev       *cluster.Snapshot
+	prev       *model.Snapshot
 	rejected   map[string]string // last logged rejection reason per peer
 	lastStatus string            // last STATUS= line sent to systemd
 	peerStates map[string]string // last logged route state per peer
@@ -103,7 +106,7 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		cfg: cfg, opts: opts, log: opts.Log, nl: nl, store: opts.Status,
-		cache:    &cluster.Cache{Path: cfg.CachePath(), Node: cfg.NodeName},
+		cache:    &cache.File{Path: cfg.CachePath(), Node: cfg.NodeName},
 		source:   opts.Source,
 		routes:   &routes.Reconciler{Handle: nl},
 		masq:     &masq.Reconciler{Table: cfg.Masquerade.Table, Enabled: cfg.Masquerade.Enabled, NoMasquerade: cfg.NoMasqueradePrefixes()},
@@ -113,9 +116,9 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		metrics:  metrics.New(opts.Status, metrics.Build{Version: opts.Version, Commit: buildinfo.Commit}),
 	}
 	if a.source == nil {
-		policy := cluster.AddressPolicy{AllowExternalIP: cfg.AllowExternalIP}
+		policy := kubenode.AddressPolicy{AllowExternalIP: cfg.AllowExternalIP}
 		if cfg.NodesFile != "" {
-			a.source = &cluster.NodesFile{Path: cfg.NodesFile, Self: cfg.NodeName, Policy: policy}
+			a.source = &nodesfile.Source{Path: cfg.NodesFile, Self: cfg.NodeName, Policy: policy}
 		} else {
 			a.source = kube.New(kube.Options{Kubeconfig: cfg.Kubeconfig, NodeName: cfg.NodeName, Policy: policy,
 				UserAgent: "kindnet/" + opts.Version, Log: opts.Log})
@@ -160,7 +163,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.notify().Ready()
 	a.log.Info("bootstrap state applied", "node", a.cfg.NodeName, "view", a.viewOrigin)
 
-	updates := make(chan cluster.Update, 16)
+	updates := make(chan model.Update, 16)
 	kicks := make(chan string, 1)
 	gone := make(chan []routes.Deleted)
 	srcDone := make(chan error, 1)
@@ -170,7 +173,7 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // loop is the single goroutine that owns the agent's state.
-func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <-chan string, gone <-chan []routes.Deleted, srcDone <-chan error) error {
+func (a *Agent) loop(ctx context.Context, updates <-chan model.Update, kicks <-chan string, gone <-chan []routes.Deleted, srcDone <-chan error) error {
 	resync := time.NewTicker(a.cfg.ResyncInterval.Std())
 	defer resync.Stop()
 	watchdog := watchdogTicker()
@@ -225,7 +228,7 @@ func (a *Agent) loop(ctx context.Context, updates <-chan cluster.Update, kicks <
 // bootstrap picks the first view without any network: the nodes file when
 // it can be read, else the cache written by the last successful run.
 func (a *Agent) bootstrap() {
-	if nf, ok := a.source.(*cluster.NodesFile); ok {
+	if nf, ok := a.source.(*nodesfile.Source); ok {
 		v, err := nf.Read()
 		if err == nil {
 			a.setView(v, "nodes file")
@@ -244,14 +247,14 @@ func (a *Agent) bootstrap() {
 	a.log.Info("no cluster view yet: installed routes are kept until the source reports", "node", a.cfg.NodeName)
 }
 
-func (a *Agent) setView(v cluster.View, origin string) {
+func (a *Agent) setView(v model.View, origin string) {
 	v.Normalize()
 	a.view, a.haveView, a.viewOrigin = v, true, origin
 	a.store.Update(func(r *status.Record) { r.Source.ViewFrom = origin })
 }
 
 // apply takes a source update; it reports whether the view changed.
-func (a *Agent) apply(u cluster.Update) bool {
+func (a *Agent) apply(u model.Update) bool {
 	now := time.Now()
 	if u.Err != nil {
 		a.log.Error("source problem; keeping the last good view", "source", a.source.Name(), "err", u.Err)
@@ -278,7 +281,7 @@ func (a *Agent) apply(u cluster.Update) bool {
 // yet: the peers (from the cache or the last good view) stay as they are, and
 // with no view at all none is invented, so no route is removed for lack of a
 // list. It reports whether this node changed.
-func (a *Agent) applySelf(self cluster.Node, now time.Time) bool {
+func (a *Agent) applySelf(self model.Node, now time.Time) bool {
 	a.store.Update(func(r *status.Record) { r.Source.LastEvent = now; r.Source.Events++ })
 	if nodeEqual(a.view.Self, self) {
 		return false
@@ -287,11 +290,11 @@ func (a *Agent) applySelf(self cluster.Node, now time.Time) bool {
 	return true
 }
 
-func nodeEqual(a, b cluster.Node) bool {
-	return (cluster.View{Self: a}).Equal(cluster.View{Self: b})
+func nodeEqual(a, b model.Node) bool {
+	return (model.View{Self: a}).Equal(model.View{Self: b})
 }
 
-func normalized(v cluster.View) cluster.View { v.Normalize(); return v }
+func normalized(v model.View) model.View { v.Normalize(); return v }
 
 func (a *Agent) notify() Notifier {
 	if a.opts.Notifier == nil {

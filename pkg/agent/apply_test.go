@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
 
@@ -14,14 +14,14 @@ import (
 // without the right to list Nodes) must never replace the peers: not those
 // from the cache, and with no view at all it must not invent an empty one.
 func TestPeersUnknownUpdateTakesSelfAndKeepsPeers(t *testing.T) {
-	self := cluster.Node{Name: "a", Addresses: []string{"192.168.1.1"}, PodCIDRs: []string{"10.244.1.0/24"}}
-	partial := cluster.Update{View: &cluster.View{Self: self}, PeersUnknown: true}
+	self := model.Node{Name: "a", Addresses: []string{"192.168.1.1"}, PodCIDRs: []string{"10.244.1.0/24"}}
+	partial := model.Update{View: &model.View{Self: self}, PeersUnknown: true}
 	cached := knownView()
-	cached.Self = cluster.Node{Name: "a", Addresses: []string{"192.168.1.1"}}
+	cached.Self = model.Node{Name: "a", Addresses: []string{"192.168.1.1"}}
 
 	for _, tc := range []struct {
 		name      string
-		cache     *cluster.View
+		cache     *model.View
 		wantView  bool
 		wantPeers int
 	}{
@@ -33,7 +33,7 @@ func TestPeersUnknownUpdateTakesSelfAndKeepsPeers(t *testing.T) {
 			if tc.cache != nil {
 				a.setView(*tc.cache, "cache")
 			}
-			a.apply(cluster.Update{Err: errors.New("forbidden")})
+			a.apply(model.Update{Err: errors.New("forbidden")})
 			if !a.apply(partial) {
 				t.Fatal("this node's new podCIDR was not taken as a change")
 			}

@@ -7,34 +7,34 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 )
 
 // Routine states (routed, gone) are debug lines, problems (off-link) info
 // lines: at boot with thousands of peers only the problems reach the journal.
 func TestPeerStateChangesAreLoggedOncePerCIDRWithPeerKeys(t *testing.T) {
-	node2 := cluster.Peer{Name: "node2",
+	node2 := model.Peer{Name: "node2",
 		Addrs:    []netip.Addr{netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("fd00:99::2")},
 		PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.2.0/24"), netip.MustParsePrefix("fd00:10:244:2::/64")}}
 	routed := routes.Result{Peers: map[string]routes.PeerState{"node2": {State: routes.StateRouted}}}
 	offLink := routes.Result{Peers: map[string]routes.PeerState{"node2": {State: routes.StateOffLink, Reason: "10.99.0.2 is not on-link"}}}
 	steps := []struct {
 		name string
-		snap cluster.Snapshot
+		snap model.Snapshot
 		res  routes.Result
 		want []string
 	}{
-		{"first routed", cluster.Snapshot{Peers: []cluster.Peer{node2}}, routed, []string{
+		{"first routed", model.Snapshot{Peers: []model.Peer{node2}}, routed, []string{
 			`level=DEBUG msg="peer routed" peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2`,
 			`level=DEBUG msg="peer routed" peer=node2 cidr=fd00:10:244:2::/64 reconciler=routes via=fd00:99::2`,
 		}},
-		{"unchanged: silent", cluster.Snapshot{Peers: []cluster.Peer{node2}}, routed, nil},
-		{"off-link with its reason", cluster.Snapshot{Peers: []cluster.Peer{node2}}, offLink, []string{
+		{"unchanged: silent", model.Snapshot{Peers: []model.Peer{node2}}, routed, nil},
+		{"off-link with its reason", model.Snapshot{Peers: []model.Peer{node2}}, offLink, []string{
 			`level=INFO msg="peer off-link" peer=node2 cidr=10.244.2.0/24 reconciler=routes via=10.99.0.2 reason="10.99.0.2 is not on-link"`,
 			`level=INFO msg="peer off-link" peer=node2 cidr=fd00:10:244:2::/64 reconciler=routes via=fd00:99::2 reason="10.99.0.2 is not on-link"`,
 		}},
-		{"gone", cluster.Snapshot{}, routes.Result{}, []string{`level=DEBUG msg="peer no longer routed" peer=node2 reconciler=routes`}},
+		{"gone", model.Snapshot{}, routes.Result{}, []string{`level=DEBUG msg="peer no longer routed" peer=node2 reconciler=routes`}},
 	}
 	var buf bytes.Buffer
 	a := &Agent{log: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug,

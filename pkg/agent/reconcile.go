@@ -13,9 +13,9 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netlink"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/hostnet"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -137,14 +137,14 @@ func (a *Agent) sourceProtected() []netip.Addr {
 }
 
 // snapshot validates the view against what the host looks like now.
-func (a *Agent) snapshot() (cluster.Snapshot, error) {
+func (a *Agent) snapshot() (model.Snapshot, error) {
 	facts, err := hostnet.Read(a.nl)
 	if err != nil {
-		return cluster.Snapshot{}, err
+		return model.Snapshot{}, err
 	}
 	v := a.view
 	v.Self.Name = a.cfg.NodeName
-	return cluster.Validate(v, cluster.Policy{
+	return model.Validate(v, model.Policy{
 		ClusterCIDRs: a.cfg.ClusterPrefixes(),
 		SelfPodCIDRs: a.cfg.PodPrefixes(),
 		HostAddrs:    facts.Addrs,
@@ -155,7 +155,7 @@ func (a *Agent) snapshot() (cluster.Snapshot, error) {
 }
 
 // logPeers logs each rejection and each state change once, not on every run.
-func (a *Agent) logPeers(snap cluster.Snapshot) {
+func (a *Agent) logPeers(snap model.Snapshot) {
 	now := map[string]string{}
 	for _, r := range snap.Rejected {
 		now[r.Node.Name] = r.Reason
@@ -179,7 +179,7 @@ func (a *Agent) logPeers(snap cluster.Snapshot) {
 // things and is logged at debug level (at boot with thousands of peers it
 // is thousands of lines); a peer that cannot be routed (off-link, conflict)
 // is a problem someone must look at and stays at info level.
-func (a *Agent) logPeerStates(snap cluster.Snapshot, rr routes.Result) {
+func (a *Agent) logPeerStates(snap model.Snapshot, rr routes.Result) {
 	now := map[string]string{}
 	for _, p := range snap.Peers {
 		st, ok := rr.Peers[p.Name]

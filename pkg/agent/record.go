@@ -4,9 +4,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -18,7 +18,7 @@ import (
 // recordSnapshot writes the validated view and the route results: every
 // accepted peer with the state the routes reconciler gave it, and every
 // rejected peer with its validation reason.
-func recordSnapshot(r *status.Record, snap cluster.Snapshot, rr routes.Result, routed bool) {
+func recordSnapshot(r *status.Record, snap model.Snapshot, rr routes.Result, routed bool) {
 	peers := make([]status.Peer, 0, len(snap.Peers)+len(snap.Rejected))
 	for _, p := range snap.Peers {
 		sp := status.Peer{Name: p.Name, State: status.PeerPending, Addresses: strs(p.Addrs), PodCIDRs: strs(p.PodCIDRs)}
@@ -54,7 +54,7 @@ func recordCNI(c *status.CNI, res cniconf.Result) {
 	}
 }
 
-// sourceFailed records a problem of the source. A cluster.SourceError
+// sourceFailed records a problem of the source. A model.SourceError
 // carries its kind (unreachable, forbidden, …), the missing permission and
 // a hint; any other error is reason "error". Since marks when the source
 // stopped being healthy, not the latest error.
@@ -64,7 +64,7 @@ func sourceFailed(s *status.Source, name string, err error, now time.Time) {
 	}
 	s.Name, s.Healthy, s.Error = name, false, err.Error()
 	s.Reason, s.MissingPermission, s.Hint = "error", "", ""
-	var se *cluster.SourceError
+	var se *model.SourceError
 	if errors.As(err, &se) {
 		s.Reason, s.MissingPermission, s.Hint = se.Reason, se.Permission, se.Hint
 	}

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -31,10 +31,10 @@ func prefixes(ss ...string) []netip.Prefix {
 
 // knownView is node a of a dual-stack cluster with a routed peer, a
 // pending one, an off-link one and two hostile ones.
-func knownView() cluster.View {
-	return cluster.View{
-		Self: cluster.Node{Name: "a", Addresses: []string{"192.168.1.1", "fd00:1::1"}, PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}},
-		Peers: []cluster.Node{
+func knownView() model.View {
+	return model.View{
+		Self: model.Node{Name: "a", Addresses: []string{"192.168.1.1", "fd00:1::1"}, PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}},
+		Peers: []model.Node{
 			{Name: "b", Addresses: []string{"192.168.1.2", "fd00:1::2"}, PodCIDRs: []string{"10.244.2.0/24", "fd00:10:244:2::/64"}},
 			{Name: "c", Addresses: []string{"192.168.1.3"}},
 			{Name: "d", Addresses: []string{"192.168.9.4"}, PodCIDRs: []string{"10.244.4.0/24"}},
@@ -48,7 +48,7 @@ func knownView() cluster.View {
 // agent does — validate the view, then the record functions with what the
 // reconcilers report — and compares its JSON with testdata/status.golden.
 func TestStatusRecordFromKnownViewMatchesGolden(t *testing.T) {
-	snap := cluster.Validate(knownView(), cluster.Policy{
+	snap := model.Validate(knownView(), model.Policy{
 		ClusterCIDRs: prefixes("10.244.0.0/16", "fd00:10:244::/56"),
 		HostAddrs:    []netip.Addr{netip.MustParseAddr("192.168.1.1"), netip.MustParseAddr("fd00:1::1")},
 		HostSubnets:  prefixes("192.168.1.0/24", "fd00:1::/64"),
@@ -133,8 +133,8 @@ func golden(t *testing.T, path string, got []byte) {
 
 func TestSourceHealthIsRecordedByKind(t *testing.T) {
 	var s status.Source
-	unreachable := &cluster.SourceError{Reason: cluster.SourceUnreachable, Err: errors.New("dial tcp 10.0.0.1:6443: connection refused")}
-	forbidden := &cluster.SourceError{Reason: cluster.SourceForbidden, Permission: "list nodes (cluster scope)",
+	unreachable := &model.SourceError{Reason: model.SourceUnreachable, Err: errors.New("dial tcp 10.0.0.1:6443: connection refused")}
+	forbidden := &model.SourceError{Reason: model.SourceForbidden, Permission: "list nodes (cluster scope)",
 		Hint: "kindnet rbac | kubectl apply -f -", Err: errors.New(`nodes is forbidden: User "system:node:a" cannot list resource "nodes"`)}
 
 	sourceFailed(&s, "kubernetes", fmt.Errorf("watch nodes: %w", unreachable), t0)

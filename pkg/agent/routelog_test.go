@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 )
 
@@ -48,13 +48,13 @@ func TestRouteLogIsOneSummaryAtInfoAndRepairsAreKickedAndLogged(t *testing.T) {
 	var buf bytes.Buffer
 	a := &Agent{log: testLogger(&buf, slog.LevelInfo)}
 	rr := &routes.Reconciler{Handle: ns.NL}
-	peer := func(name, v4, v6, c4, c6 string) cluster.Peer {
-		return cluster.Peer{Name: name, Addrs: []netip.Addr{netip.MustParseAddr(v4), netip.MustParseAddr(v6)},
+	peer := func(name, v4, v6, c4, c6 string) model.Peer {
+		return model.Peer{Name: name, Addrs: []netip.Addr{netip.MustParseAddr(v4), netip.MustParseAddr(v6)},
 			PodCIDRs: []netip.Prefix{netip.MustParsePrefix(c4), netip.MustParsePrefix(c6)}}
 	}
 	n2 := peer("n2", "192.168.50.2", "fd00:50::2", "10.244.2.0/24", "fd00:10:244:2::/64")
 	n3 := peer("n3", "192.168.50.3", "fd00:50::3", "10.244.3.0/24", "fd00:10:244:3::/64")
-	both := &cluster.Snapshot{Peers: []cluster.Peer{n2, n3}}
+	both := &model.Snapshot{Peers: []model.Peer{n2, n3}}
 
 	// Boot: four routes added, not one line for them at info.
 	res, err := rr.Reconcile(ctx, both)
@@ -109,7 +109,7 @@ func TestRouteLogIsOneSummaryAtInfoAndRepairsAreKickedAndLogged(t *testing.T) {
 	// n3 leaves: the reconcile's own two deletions kick nothing; at debug
 	// level each is one line with the reconciler and cidr keys.
 	a.log = testLogger(&buf, slog.LevelDebug)
-	res, err = rr.Reconcile(ctx, &cluster.Snapshot{Peers: []cluster.Peer{n2}})
+	res, err = rr.Reconcile(ctx, &model.Snapshot{Peers: []model.Peer{n2}})
 	if err != nil {
 		t.Fatal(err)
 	}

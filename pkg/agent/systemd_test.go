@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
 
@@ -106,8 +106,8 @@ func (r *recorder) Status(l string) {
 
 type namedSource string
 
-func (s namedSource) Name() string                                     { return string(s) }
-func (s namedSource) Run(context.Context, chan<- cluster.Update) error { return nil }
+func (s namedSource) Name() string                                   { return string(s) }
+func (s namedSource) Run(context.Context, chan<- model.Update) error { return nil }
 
 func TestStatusLineFollowsSourceHealthWithoutAReconcile(t *testing.T) {
 	rec := &recorder{}
@@ -118,17 +118,17 @@ func TestStatusLineFollowsSourceHealthWithoutAReconcile(t *testing.T) {
 		source:   namedSource("kubernetes"),
 		rejected: map[string]string{},
 	}
-	view := cluster.View{Self: cluster.Node{Name: "node1"}}
+	view := model.View{Self: model.Node{Name: "node1"}}
 	steps := []struct {
 		name   string
-		update cluster.Update
+		update model.Update
 		want   []string // STATUS lines sent by this step
 	}{
-		{"first view", cluster.Update{View: &view}, []string{"0 peers routed, no CNI config, kubernetes"}},
-		{"same view again: nothing new to say", cluster.Update{View: &view}, nil},
-		{"API unreachable", cluster.Update{Err: errors.New("dial tcp 10.0.0.1:6443: connection refused")}, []string{"0 peers routed, no CNI config, kubernetes unhealthy"}},
-		{"still unreachable", cluster.Update{Err: errors.New("dial tcp 10.0.0.1:6443: connection refused")}, nil},
-		{"back", cluster.Update{View: &view}, []string{"0 peers routed, no CNI config, kubernetes"}},
+		{"first view", model.Update{View: &view}, []string{"0 peers routed, no CNI config, kubernetes"}},
+		{"same view again: nothing new to say", model.Update{View: &view}, nil},
+		{"API unreachable", model.Update{Err: errors.New("dial tcp 10.0.0.1:6443: connection refused")}, []string{"0 peers routed, no CNI config, kubernetes unhealthy"}},
+		{"still unreachable", model.Update{Err: errors.New("dial tcp 10.0.0.1:6443: connection refused")}, nil},
+		{"back", model.Update{View: &view}, []string{"0 peers routed, no CNI config, kubernetes"}},
 	}
 	for _, s := range steps {
 		before := len(rec.status)

@@ -3,7 +3,15 @@
 // either the old content or the new one, never a torn write.
 //
 // It touches only the file it is asked to write and a temporary file next to
-// it in the same directory.
+// it in the same directory, named "." + the file's name + digits: a name no
+// container runtime loads as a CNI config (libcni reads only .conf,
+// .conflist and .json files), and that it removes again if the write fails.
+//
+// Why the same directory, always: an inotify watcher of the directory (the
+// CNI config syncer of containerd 2.x) sees a rename from elsewhere as a
+// file *created* there, and containerd ignores create events, so a config
+// renamed in from $TMPDIR can go unnoticed until the runtime restarts. A
+// rename within the directory is a move there, which it does act on.
 package atomicfile
 
 import (
@@ -32,7 +40,10 @@ func Write(path string, data []byte, perm fs.FileMode) (bool, error) {
 		return false, fmt.Errorf("read %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)
-	if err := renameio.WriteFile(path, data, perm, renameio.WithStaticPermissions(perm)); err != nil {
+	// WithTempDir(dir): without it renameio puts the temporary file in
+	// $TMPDIR whenever a rename from there works, and probes both
+	// directories with files of its own first.
+	if err := renameio.WriteFile(path, data, perm, renameio.WithTempDir(dir), renameio.WithStaticPermissions(perm)); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := syncDir(dir); err != nil {

@@ -25,8 +25,9 @@ func newCleanupCmd(e *env) *cobra.Command {
 		Long: `Remove everything kindnet owns on this node, and nothing else:
   - routes tagged with kindnet's route protocol ("proto kindnet"),
   - its nftables table (masquerade.table, family inet),
-  - the CNI plugin's hostPort table (masquerade.table + "_hostport"),
   - the CNI plugin's bridge kindnet0 (bridge mode),
+  - route_localnet on pods' host-side links (set for hostPorts on 127.0.0.1),
+  - the CNI plugin's hostPort table (masquerade.table + "_hostport"),
   - its CNI config file (cni.confDir/cni.confName),
   - the CNI plugin's address allocations (runDir/ipam),
   - its run directory (runDir).
@@ -55,13 +56,21 @@ in stateDir is kept; package purge removes it.`,
 			errs = append(errs, err)
 			fmt.Fprintf(e.stdout, "nftables: table inet %s %s\n", cfg.Masquerade.Table, removedWord(removed))
 
-			removed, err = hostport.Cleanup(cfg.HostPortTable(), 0)
-			errs = append(errs, err)
-			fmt.Fprintf(e.stdout, "nftables: table inet %s %s\n", cfg.HostPortTable(), removedWord(removed))
-
+			// The hostPort table holds the guard that keeps 127.0.0.0/8 local
+			// on links with route_localnet=1 (hostPorts on a loopback
+			// hostIP): the bridge goes and the pods' links lose the setting
+			// before the table does.
 			removed, err = removeBridge(nl, cni.DefaultBridge)
 			errs = append(errs, err)
 			fmt.Fprintf(e.stdout, "bridge: %s %s\n", cni.DefaultBridge, removedWord(removed))
+
+			changed, err := cni.DisableRouteLocalnet(nl, cni.DefaultBridge)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "route_localnet: turned off on %d pod links\n", changed)
+
+			removed, err = hostport.Cleanup(cfg.HostPortTable(), 0)
+			errs = append(errs, err)
+			fmt.Fprintf(e.stdout, "nftables: table inet %s %s\n", cfg.HostPortTable(), removedWord(removed))
 
 			removed, err = cniconf.Remove(cfg.CNIConfPath())
 			errs = append(errs, err)

@@ -43,6 +43,12 @@ func TestCleanupRemovesThePluginsTableBridgeAndIPAMDir(t *testing.T) {
 	}
 	ns.Exec(t, "nft", "add", "table", "inet", "someone_else")
 	ns.Exec(t, "ip", "link", "add", "kindnet0", "type", "bridge")
+	// A pod's host end with route_localnet on (a hostPort on 127.0.0.1),
+	// and someone else's link with it on too.
+	ns.Exec(t, "ip", "link", "add", "kn0123456789ab", "type", "veth", "peer", "name", "podend")
+	ns.Exec(t, "ip", "link", "set", "kn0123456789ab", "alias", "kindnet:kindnet/c/eth0")
+	ns.Exec(t, "ip", "link", "add", "theirs", "type", "veth", "peer", "name", "theirsp")
+	ns.Exec(t, "sysctl", "-qw", "net.ipv4.conf.kn0123456789ab.route_localnet=1", "net.ipv4.conf.theirs.route_localnet=1")
 
 	var out, errb bytes.Buffer
 	var code int
@@ -55,7 +61,7 @@ func TestCleanupRemovesThePluginsTableBridgeAndIPAMDir(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("cleanup exited %d: %s%s", code, out.String(), errb.String())
 	}
-	for _, want := range []string{"table inet kindnet_hostport removed", "bridge: kindnet0 removed", "IPAM: " + runDir + "/ipam removed"} {
+	for _, want := range []string{"table inet kindnet_hostport removed", "bridge: kindnet0 removed", "route_localnet: turned off on 1 pod links", "IPAM: " + runDir + "/ipam removed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("cleanup output lacks %q:\n%s", want, out.String())
 		}
@@ -65,6 +71,11 @@ func TestCleanupRemovesThePluginsTableBridgeAndIPAMDir(t *testing.T) {
 	}
 	if _, err := ns.NL.LinkByName("kindnet0"); err == nil {
 		t.Error("bridge still there")
+	}
+	for link, want := range map[string]string{"kn0123456789ab": "0", "theirs": "1"} {
+		if got := strings.TrimSpace(ns.Exec(t, "sysctl", "-n", "net.ipv4.conf."+link+".route_localnet")); got != want {
+			t.Errorf("route_localnet on %s after cleanup = %s, want %s", link, got, want)
+		}
 	}
 	tables := ns.Exec(t, "nft", "list", "tables")
 	if strings.Contains(tables, "kindnet_hostport") || !strings.Contains(tables, "someone_else") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -200,8 +201,33 @@ func (a *attachment) add() (res *types100.Result, err error) {
 		if err := a.table().Add(a.owner, alloc.IPs, a.hairpinFrom(alloc.IPs), a.conf.PortMappings); err != nil {
 			return nil, err
 		}
+		// After Add, which has put the guard in place: from here on the
+		// link lets 127.0.0.0/8 through only for DNATed connections.
+		if hostport.AnyLocalhost(a.conf.PortMappings) {
+			if err := setSysctls([]sysctl{a.routeLocalnet()}); err != nil {
+				return nil, fmt.Errorf("hostPort on a loopback hostIP: %w", err)
+			}
+		}
 	}
 	return a.result(w, alloc.IPs), nil
+}
+
+// routeLocalnet is what a hostPort on a loopback hostIP needs: the node's
+// connection to 127.0.0.1 is DNATed to the pod, and the kernel routes a
+// packet with a loopback source out of a link, and takes the reply back
+// to 127.0.0.1 in from it, only with route_localnet=1 on that link. It is
+// set on the link the pod's traffic crosses and nowhere else — the host
+// end (ptp: it goes with the veth on DEL) or the bridge (bridge mode: it
+// stays, since DEL cannot know without racing a concurrent ADD whether
+// another pod still needs it; the guard of pkg/hostport, which stays as
+// long as the table, keeps it harmless) — never on all, default or an
+// external interface (CVE-2020-8558).
+func (a *attachment) routeLocalnet() sysctl {
+	link := a.hostIf
+	if a.conf.Mode == ModeBridge {
+		link = a.conf.Bridge
+	}
+	return sysctl{"ipv4/conf/" + link + "/route_localnet", "1"}
 }
 
 // refuseExisting fails, before anything is changed, when CNI_IFNAME is
@@ -414,13 +440,16 @@ func family(ip netip.Addr) int {
 
 // del undoes ADD as far as anything is left: the hostPort rules, the veth
 // pair (with it every route and neighbour entry on it), and the addresses.
-// It needs neither the pod's namespace nor any earlier state, and succeeds
-// when there is nothing to do.
+// It needs neither the pod's namespace nor any earlier state nor a valid
+// runtime config, and succeeds when there is nothing to do. The hostPort
+// table is looked at when the IPAM record says the attachment had
+// hostPorts, when the record cannot be read, or when the runtime config
+// mentions port mappings (the record may be gone).
 func (a *attachment) del() error {
 	store := a.store()
 	rec, found, getErr := store.Get(a.key)
 	var errs []error
-	if (found && rec.HostPorts) || len(a.conf.PortMappings) > 0 || getErr != nil {
+	if (found && rec.HostPorts) || a.conf.MentionsPortMappings || getErr != nil {
 		if _, err := a.table().Remove(a.owner); err != nil {
 			errs = append(errs, err)
 		}
@@ -489,4 +518,40 @@ func gcLinks(network string, valid map[string]bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DisableRouteLocalnet turns route_localnet off on every host end the
+// plugin made (veths carrying its alias) and on the bridge, where a
+// hostPort on a loopback hostIP turned it on. `kindnet cleanup` calls it
+// before it deletes the hostPort table, whose guard is what keeps those
+// links from letting 127.0.0.0/8 in. It returns how many links it changed.
+func DisableRouteLocalnet(nl *netlink.Handle, bridge string) (int, error) {
+	links, err := nl.LinkList()
+	if err != nil {
+		return 0, fmt.Errorf("list links: %w", err)
+	}
+	var errs []error
+	n := 0
+	for _, l := range links {
+		attrs := l.Attrs()
+		ours := (l.Type() == "veth" && strings.HasPrefix(attrs.Alias, aliasPrefix)) || (l.Type() == "bridge" && attrs.Name == bridge)
+		if !ours {
+			continue
+		}
+		key := "ipv4/conf/" + attrs.Name + "/route_localnet"
+		v, err := os.ReadFile("/proc/sys/net/" + key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read net.%s: %w", dotted(key), err))
+			continue
+		}
+		if strings.TrimSpace(string(v)) == "0" {
+			continue
+		}
+		if err := setSysctls([]sysctl{{key, "0"}}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }

@@ -5,17 +5,22 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/kindnet-dev/kindnet/pkg/hostport"
 )
 
 // check compares the attachment with what ADD reported (prevResult) and
 // what the plugin knows it made: the IPAM record, both ends of the veth
 // pair (up, MTU, peers of each other), the pod's addresses and default
 // routes, the host routes (ptp) or the bridge port (bridge), and the
-// hostPort rules. Routes or addresses added by later plugins are fine;
+// hostPort rules (and route_localnet where a loopback hostIP needs it).
+// Routes or addresses added by later plugins are fine;
 // anything of kindnet's that is missing is an error naming it.
 func (a *attachment) check() error {
 	want, err := a.expectedAddrs()
@@ -89,6 +94,14 @@ func (a *attachment) check() error {
 	}
 	if err := a.table().Check(a.owner, addrs, a.hairpinFrom(addrs), a.conf.PortMappings); err != nil {
 		errs = append(errs, err)
+	}
+	if hostport.AnyLocalhost(a.conf.PortMappings) {
+		want := a.routeLocalnet()
+		if v, err := os.ReadFile("/proc/sys/net/" + want.key); err != nil {
+			fail("net.%s: %v", dotted(want.key), err)
+		} else if got := strings.TrimSpace(string(v)); got != want.value {
+			fail("net.%s is %s, a hostPort on a loopback hostIP needs %s", dotted(want.key), got, want.value)
+		}
 	}
 	return errors.Join(errs...)
 }

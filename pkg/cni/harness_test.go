@@ -194,7 +194,7 @@ func (n *node) hostPortRules() []string {
 	}
 	tbl := &nftables.Table{Name: hostport.DefaultTable, Family: nftables.TableFamilyINet}
 	var out []string
-	for _, ch := range []string{"hostports", "postrouting"} {
+	for _, ch := range []string{"hostports", "localhost", "postrouting"} {
 		rules, err := c.GetRules(tbl, &nftables.Chain{Name: ch, Table: tbl})
 		if err != nil {
 			continue // no table yet

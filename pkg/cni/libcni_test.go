@@ -14,9 +14,9 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // The conflist the agent writes, loaded with libcni and run as a runtime
@@ -31,7 +31,7 @@ func TestLibcniRunsTheAgentWrittenConflist(t *testing.T) {
 			// The agent's reconciler writes the file, as on a node.
 			rec := &cniconf.Reconciler{Path: filepath.Join(dir, "net.d", "10-kindnet.conflist"), Mode: string(mode), MTU: 1400,
 				CNIVersion: "1.1.0", IPAMDir: n.ipamDir, HostPortTable: hostport.DefaultTable}
-			snap := &cluster.Snapshot{Self: cluster.Peer{PodCIDRs: []netip.Prefix{netip.MustParsePrefix(range4), netip.MustParsePrefix(range6)}}}
+			snap := &model.Snapshot{Self: model.Peer{PodCIDRs: []netip.Prefix{netip.MustParsePrefix(range4), netip.MustParsePrefix(range6)}}}
 			if _, err := rec.Reconcile(context.Background(), snap); err != nil {
 				t.Fatal(err)
 			}

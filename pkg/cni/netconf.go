@@ -53,14 +53,20 @@ type rawConf struct {
 	IPAMDir       string   `json:"ipamDir"`
 	Bridge        string   `json:"bridge"`
 	HostPortTable string   `json:"hostPortTable"`
-	RuntimeConfig struct {
-		PortMappings []portMapping `json:"portMappings"`
-	} `json:"runtimeConfig"`
+	// RuntimeConfig is kept raw: only ADD and CHECK use it, and a DEL must
+	// succeed whatever it holds (see Config.ParseRuntimeConfig).
+	RuntimeConfig json.RawMessage `json:"runtimeConfig"`
 	// Raw, to tell a missing key (refuse to GC) from an empty list or null
 	// (libcni's way of saying "no attachment is valid": GC everything).
 	ValidAttachments json.RawMessage `json:"cni.dev/valid-attachments"`
 	// Attachments is the key an earlier spec text used; libcni sends both.
 	Attachments json.RawMessage `json:"cni.dev/attachments"`
+}
+
+// runtimeConfig is what the runtime passes for the capabilities the
+// plugin declares (only portMappings).
+type runtimeConfig struct {
+	PortMappings []portMapping `json:"portMappings"`
 }
 
 type portMapping struct {
@@ -80,7 +86,14 @@ type Config struct {
 	IPAMDir       string
 	Bridge        string
 	HostPortTable string
-	PortMappings  []hostport.Mapping
+	// PortMappings are the hostPorts of the attachment, set by
+	// ParseRuntimeConfig (ADD and CHECK); Parse alone leaves them empty.
+	PortMappings []hostport.Mapping
+	// MentionsPortMappings says the runtime config names port mappings,
+	// valid or not: DEL then removes hostPort rules even without an IPAM
+	// record saying there are any.
+	MentionsPortMappings bool
+	runtimeConfig        json.RawMessage
 	// PrevResult is the result of the previous ADD (CHECK, DEL) or of the
 	// previous plugin in the chain; nil when the runtime sent none.
 	PrevResult *types100.Result
@@ -98,6 +111,11 @@ var (
 // the CNI error code the spec gives: 6 for what is not JSON, 1 for an
 // unsupported cniVersion, 7 for a value that is wrong, each naming the
 // field, the value and what is expected.
+//
+// The runtime config is not validated here: DEL, GC and STATUS must work
+// whatever port mappings it holds (CNI spec: DEL is best effort, and a
+// runtime repeats the ADD's runtime config on DEL even when ADD refused
+// it). ADD and CHECK call ParseRuntimeConfig.
 func Parse(data []byte) (*Config, *types.Error) {
 	var raw rawConf
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -130,9 +148,8 @@ func Parse(data []byte) (*Config, *types.Error) {
 	if err := c.setPaths(raw); err != nil {
 		return nil, err
 	}
-	if c.PortMappings, err = parsePortMappings(raw.RuntimeConfig.PortMappings); err != nil {
-		return nil, err
-	}
+	c.runtimeConfig = raw.RuntimeConfig
+	c.MentionsPortMappings = mentionsPortMappings(raw.RuntimeConfig)
 	if raw.RawPrevResult != nil {
 		if err := version.ParsePrevResult(&raw.PluginConf); err != nil {
 			return nil, types.NewError(types.ErrDecodingFailure, "cannot decode prevResult: "+err.Error(), "")
@@ -260,6 +277,40 @@ func validIfName(name string) string {
 		return "no '/', ':' or white space"
 	}
 	return ""
+}
+
+// ParseRuntimeConfig decodes and validates the runtime config (the port
+// mappings) into c.PortMappings: error 6 when it is not JSON of the right
+// shape, 7 naming the mapping and field that is wrong.
+func (c *Config) ParseRuntimeConfig() *types.Error {
+	if len(c.runtimeConfig) == 0 {
+		return nil
+	}
+	var rc runtimeConfig
+	if err := json.Unmarshal(c.runtimeConfig, &rc); err != nil {
+		return types.NewError(types.ErrDecodingFailure, "cannot decode runtimeConfig: "+err.Error(), "")
+	}
+	ms, err := parsePortMappings(rc.PortMappings)
+	if err != nil {
+		return err
+	}
+	c.PortMappings = ms
+	return nil
+}
+
+// mentionsPortMappings says whether a runtime config names port mappings
+// at all; one that cannot be read might, so it counts as yes.
+func mentionsPortMappings(raw json.RawMessage) bool {
+	if len(raw) == 0 {
+		return false
+	}
+	var loose struct {
+		PortMappings []json.RawMessage `json:"portMappings"`
+	}
+	if err := json.Unmarshal(raw, &loose); err != nil {
+		return true
+	}
+	return len(loose.PortMappings) > 0
 }
 
 func parsePortMappings(raw []portMapping) ([]hostport.Mapping, *types.Error) {

@@ -53,12 +53,15 @@ func TestParseRejectsBadInputWithTheSpecsCode(t *testing.T) {
 		{"hostPort 0", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":80}]}}`, types.ErrInvalidNetworkConfig, "hostPort"},
 		{"bad protocol", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"icmp"}]}}`, types.ErrInvalidNetworkConfig, "icmp"},
 		{"bad hostIP", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"x"}]}}`, types.ErrInvalidNetworkConfig, "hostIP"},
-		{"loopback hostIP", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"127.0.0.1"}]}}`, types.ErrInvalidNetworkConfig, "loopback"},
+		{"IPv6 loopback hostIP", `{"cniVersion":"1.0.0","name":"n","ranges":["fd00::/64"],"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}}`, types.ErrInvalidNetworkConfig, "IPv6 has no route_localnet"},
 		{"bad prevResult", `{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"prevResult":{"ips":[{"address":"nonsense"}]}}`, types.ErrDecodingFailure, "prevResult"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse([]byte(c.conf))
+			conf, err := Parse([]byte(c.conf))
+			if err == nil {
+				err = conf.ParseRuntimeConfig() // what ADD and CHECK do next
+			}
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -69,17 +72,53 @@ func TestParseRejectsBadInputWithTheSpecsCode(t *testing.T) {
 	}
 }
 
+// Parse alone (all DEL does) accepts a runtime config whatever it holds,
+// and says whether it names port mappings at all.
+func TestParseLeavesTheRuntimeConfigToAddAndCheck(t *testing.T) {
+	cases := []struct {
+		name, rc string
+		mentions bool
+	}{
+		{"refused hostIP", `{"portMappings":[{"hostPort":80,"containerPort":80,"hostIP":"::1"}]}`, true},
+		{"hostPort 0", `{"portMappings":[{"hostPort":0,"containerPort":80}]}`, true},
+		{"hostPort of the wrong type", `{"portMappings":[{"hostPort":"eighty","containerPort":80}]}`, true},
+		{"portMappings not a list", `{"portMappings":{"hostPort":80}}`, true},
+		{"not an object", `[1]`, true},
+		{"empty list", `{"portMappings":[]}`, false},
+		{"null", `null`, false},
+		{"other capability only", `{"bandwidth":{"ingressRate":1}}`, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conf, err := Parse([]byte(`{"cniVersion":"1.0.0","name":"n","ranges":["10.0.0.0/24"],"runtimeConfig":` + c.rc + `}`))
+			if err != nil {
+				t.Fatalf("Parse refused a runtime config only ADD reads: %v", err)
+			}
+			if conf.MentionsPortMappings != c.mentions {
+				t.Errorf("MentionsPortMappings = %v, want %v", conf.MentionsPortMappings, c.mentions)
+			}
+			if len(conf.PortMappings) != 0 {
+				t.Errorf("Parse alone filled PortMappings: %+v", conf.PortMappings)
+			}
+		})
+	}
+}
+
 func TestParsePortMappingsAndGCList(t *testing.T) {
 	c, err := Parse([]byte(`{"cniVersion":"1.1.0","name":"n","ranges":["10.0.0.0/24"],
 	  "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"TCP"},
 	                                   {"hostPort":53,"containerPort":5353,"protocol":"udp","hostIP":"0.0.0.0"},
-	                                   {"hostPort":9,"containerPort":9,"protocol":"sctp","hostIP":"192.168.1.1"}]},
+	                                   {"hostPort":9,"containerPort":9,"protocol":"sctp","hostIP":"192.168.1.1"},
+	                                   {"hostPort":54323,"containerPort":80,"hostIP":"::ffff:127.0.0.1"}]},
 	  "cni.dev/valid-attachments":[]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.PortMappings) != 3 || c.PortMappings[0].Protocol != "tcp" || c.PortMappings[1].HostIP.IsValid() ||
-		c.PortMappings[2].HostIP != netip.MustParseAddr("192.168.1.1") {
+	if err := c.ParseRuntimeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.PortMappings) != 4 || c.PortMappings[0].Protocol != "tcp" || c.PortMappings[1].HostIP.IsValid() ||
+		c.PortMappings[2].HostIP != netip.MustParseAddr("192.168.1.1") || c.PortMappings[3].HostIP != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("mappings %+v", c.PortMappings)
 	}
 	if !c.HasValidAttachment || len(c.ValidAttachments) != 0 {
@@ -132,8 +171,20 @@ func FuzzParse(f *testing.F) {
 		if validIfName(c.Bridge) != "" || !nftName.MatchString(c.HostPortTable) {
 			t.Fatalf("accepted bridge %q, table %q", c.Bridge, c.HostPortTable)
 		}
+		if err := c.ParseRuntimeConfig(); err != nil {
+			if err.Code == 0 || err.Msg == "" {
+				t.Fatalf("runtime config error without code or message: %+v", err)
+			}
+			if !c.MentionsPortMappings {
+				t.Fatalf("a runtime config ADD refuses must count as naming port mappings, or DEL could skip their rules: %s", data)
+			}
+			return
+		}
+		if len(c.PortMappings) > 0 && !c.MentionsPortMappings {
+			t.Fatalf("mappings %+v parsed but not mentioned", c.PortMappings)
+		}
 		for _, m := range c.PortMappings {
-			if m.HostPort == 0 || m.ContainerPort == 0 || m.HostIP.IsLoopback() {
+			if m.HostPort == 0 || m.ContainerPort == 0 || (m.HostIP.Is6() && m.HostIP.IsLoopback()) || m.HostIP.Is4In6() {
 				t.Fatalf("accepted mapping %+v", m)
 			}
 		}

@@ -49,6 +49,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if cerr != nil {
 		return cerr
 	}
+	if cerr := conf.ParseRuntimeConfig(); cerr != nil {
+		return cerr
+	}
 	res, err := newAttachment(conf, args).add()
 	if err != nil {
 		return err
@@ -56,6 +59,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 	return types.PrintResult(res, conf.CNIVersion)
 }
 
+// cmdDel never reads the runtime config: whatever ADD made of it (or
+// refused), DEL removes what exists.
 func cmdDel(args *skel.CmdArgs) error {
 	conf, cerr := Parse(args.StdinData)
 	if cerr != nil {
@@ -67,6 +72,11 @@ func cmdDel(args *skel.CmdArgs) error {
 func cmdCheck(args *skel.CmdArgs) error {
 	conf, cerr := Parse(args.StdinData)
 	if cerr != nil {
+		return cerr
+	}
+	// CHECK compares the hostPort rules with the mappings, so it needs
+	// them as ADD read them; mappings ADD would refuse are refused here.
+	if cerr := conf.ParseRuntimeConfig(); cerr != nil {
 		return cerr
 	}
 	if conf.PrevResult == nil {

@@ -192,6 +192,91 @@ func TestDelTwiceSucceeds(t *testing.T) {
 	fresh.must(call{verb: "DEL", id: "never", ifname: "eth0", conf: fresh.conf("1.1.0", ModeBridge, nil)})
 }
 
+// A runtime repeats the ADD's runtime config on every DEL, also when ADD
+// refused it (containerd logged 24 failed DELs per conformance run when
+// ADD refused hostIP 127.0.0.1): DEL must not validate it. And whatever
+// the runtime config says, DEL removes what an earlier ADD made.
+func TestDelSucceedsWhateverTheRuntimeConfigSays(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ports := func(pms ...map[string]any) map[string]any {
+		return map[string]any{"runtimeConfig": map[string]any{"portMappings": pms}}
+	}
+	refused := []struct {
+		name    string
+		pm      map[string]any
+		mention string
+	}{
+		{"IPv6 loopback hostIP", map[string]any{"hostPort": 8080, "containerPort": 80, "hostIP": "::1"}, "::1"},
+		{"hostIP that is no address", map[string]any{"hostPort": 8080, "containerPort": 80, "hostIP": "not-an-ip"}, "hostIP"},
+		{"hostPort 0", map[string]any{"hostPort": 0, "containerPort": 80}, "hostPort"},
+	}
+	for _, mode := range []Mode{ModePTP, ModeBridge} {
+		for _, c := range refused {
+			t.Run(string(mode)+"/ADD refused: "+c.name, func(t *testing.T) {
+				n := newNode(t)
+				pod := netnstest.New(t)
+				conf := n.conf("1.0.0", mode, ports(c.pm))
+				_, e := n.run(call{verb: "ADD", id: "c1", netns: pod.Path(), ifname: "eth0", conf: conf})
+				if e == nil || e.Code != types.ErrInvalidNetworkConfig || !strings.Contains(e.Error(), c.mention) {
+					t.Fatalf("ADD: %v, want error 7 naming %q", e, c.mention)
+				}
+				for range 2 { // the runtime retries; every DEL must succeed
+					n.must(call{verb: "DEL", id: "c1", netns: pod.Path(), ifname: "eth0", conf: conf})
+				}
+				n.assertNothingLeft("after DELs of a refused ADD")
+			})
+		}
+		malformed := []struct {
+			name string
+			rc   any
+		}{
+			{"hostPort of the wrong type", map[string]any{"portMappings": []map[string]any{{"hostPort": "eighty", "containerPort": 80}}}},
+			{"refused hostIP", map[string]any{"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 80, "hostIP": "::1"}}}},
+			{"runtimeConfig not an object", []int{1}},
+			{"no runtimeConfig", nil},
+		}
+		for _, c := range malformed {
+			t.Run(string(mode)+"/DEL after a good ADD, "+c.name, func(t *testing.T) {
+				n := newNode(t)
+				pod := netnstest.New(t)
+				n.add("1.0.0", n.conf("1.0.0", mode, ports(map[string]any{"hostPort": 8080, "containerPort": 80})), "c1", pod)
+				if len(n.hostPortRules()) == 0 || len(n.hostLinks()) != 1 || len(n.allocations()) != 1 {
+					t.Fatal("ADD left no rules, veth or allocation to remove")
+				}
+				extra := map[string]any{}
+				if c.rc != nil {
+					extra["runtimeConfig"] = c.rc
+				}
+				n.must(call{verb: "DEL", id: "c1", netns: pod.Path(), ifname: "eth0", conf: n.conf("1.0.0", mode, extra)})
+				n.assertNothingLeft("after DEL")
+				if _, err := pod.NL.LinkByName("eth0"); err == nil {
+					t.Error("eth0 still in the pod after DEL")
+				}
+			})
+		}
+	}
+}
+
+// CHECK reads the port mappings as ADD does: a malformed one is error 7
+// (or 6) naming it, not a claim that the attachment is broken.
+func TestCheckRefusesMalformedPortMappingsWithTheirCode(t *testing.T) {
+	netnstest.RequireRoot(t)
+	n := newNode(t)
+	pod := netnstest.New(t)
+	good := n.conf("1.1.0", ModePTP, map[string]any{"runtimeConfig": map[string]any{
+		"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 80}}}})
+	res := n.add("1.1.0", good, "c1", pod)
+	bad := n.conf("1.1.0", ModePTP, map[string]any{"runtimeConfig": map[string]any{
+		"portMappings": []map[string]any{{"hostPort": 8080, "containerPort": 0}}}})
+	_, e := n.run(call{verb: "CHECK", id: "c1", netns: pod.Path(), ifname: "eth0", conf: withPrev(t, bad, "1.1.0", res)})
+	if e == nil || e.Code != types.ErrInvalidNetworkConfig || !strings.Contains(e.Error(), "containerPort") {
+		t.Errorf("CHECK with containerPort 0: %v, want error 7 naming containerPort", e)
+	}
+	n.must(call{verb: "CHECK", id: "c1", netns: pod.Path(), ifname: "eth0", conf: withPrev(t, good, "1.1.0", res)})
+	n.must(call{verb: "DEL", id: "c1", netns: pod.Path(), ifname: "eth0", conf: bad})
+	n.assertNothingLeft("after DEL")
+}
+
 func TestDelAfterPodNetnsIsGoneReleasesEverything(t *testing.T) {
 	netnstest.RequireRoot(t)
 	for _, mode := range []Mode{ModePTP, ModeBridge} {

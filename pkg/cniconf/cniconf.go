@@ -25,8 +25,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kindnet-dev/kindnet/pkg/atomicfile"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/hostnet"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // NetworkName is the CNI network name in the conflist.
@@ -115,7 +115,7 @@ type Result struct {
 // Reconcile writes the conflist for the snapshot's own podCIDRs. When they
 // are not known yet it writes nothing and leaves an existing file alone:
 // pods already running keep working, new ones wait.
-func (r *Reconciler) Reconcile(_ context.Context, snap *cluster.Snapshot) (Result, error) {
+func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (Result, error) {
 	res := Result{Path: r.Path}
 	if len(snap.Self.PodCIDRs) == 0 {
 		res.Waiting = "this node's podCIDR is not known yet"

@@ -15,9 +15,9 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
 	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 func params(version, mode string) Params {
@@ -98,8 +98,8 @@ func TestPluginAcceptsWhatTheAgentWrites(t *testing.T) {
 	}
 }
 
-func snap(cidrs ...string) *cluster.Snapshot {
-	s := &cluster.Snapshot{}
+func snap(cidrs ...string) *model.Snapshot {
+	s := &model.Snapshot{}
 	for _, c := range cidrs {
 		s.Self.PodCIDRs = append(s.Self.PodCIDRs, netip.MustParsePrefix(c))
 	}

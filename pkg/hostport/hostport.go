@@ -1,14 +1,19 @@
 // Package hostport gives pods their hostPorts: traffic to a port on one of
 // the node's own addresses — from another host, from the node itself, or
 // from a pod on this node (hairpin) — is DNATed to the pod's address and
-// container port, for IPv4 and IPv6.
+// container port, for IPv4 and IPv6. A mapping on an IPv4 loopback hostIP
+// (127.0.0.1) is reached from the node itself only: it is DNATed in the
+// output hook and masqueraded, and a guard drops what arrives from outside
+// for 127.0.0.0/8 (see the localhost chains below).
 //
 // It owns one nftables table of family inet, named by the CNI config
-// (default "kindnet_hostport"), written through google/nftables. Each rule
-// carries a comment naming the attachment it belongs to, so DEL removes
-// exactly that attachment's rules and GC those of attachments that are
-// gone. It never lists, flushes or changes any other table, and never
-// touches links, addresses or routes.
+// (default "kindnet_hostport"), written through google/nftables. Each
+// per-pod rule carries a comment naming the attachment it belongs to, so
+// DEL removes exactly that attachment's rules and GC those of attachments
+// that are gone. It never lists, flushes or changes any other table, and
+// never touches links, addresses, routes or sysctls: the route_localnet a
+// loopback mapping needs on the pod's host-side link is the CNI plugin's
+// to set (pkg/cni), after Add has installed the guard.
 package hostport
 
 import (
@@ -34,7 +39,22 @@ const (
 	chainOutput      = "output"
 	chainPostrouting = "postrouting"
 	chainHostPorts   = "hostports"
+	// chainLocalhost (nat, output hook) holds the DNAT rules of mappings on
+	// a loopback hostIP, and chainGuard (filter, prerouting hook) the two
+	// rules that keep 127.0.0.0/8 local. Both are made by the first ADD
+	// with such a mapping, also in a table an older kindnet created.
+	chainLocalhost = "localhost"
+	chainGuard     = "localnet_guard"
 )
+
+// Comments of the guard's rules (they belong to no attachment).
+const (
+	guardLoopbackSource = "localnet guard: loopback source from outside"
+	guardLoopbackDest   = "localnet guard: loopback destination not DNATed"
+)
+
+// loopbackV4 is 127.0.0.0/8.
+var loopbackV4 = netip.MustParsePrefix("127.0.0.0/8")
 
 // Mapping is one hostPort of a pod (CNI's runtimeConfig.portMappings).
 type Mapping struct {
@@ -68,11 +88,19 @@ func Validate(m Mapping) error {
 	if m.HostPort == 0 || m.ContainerPort == 0 {
 		return fmt.Errorf("port mapping %s: hostPort and containerPort must be between 1 and 65535", m)
 	}
-	if m.HostIP.IsLoopback() {
-		return fmt.Errorf("port mapping %s: hostIP on loopback is not supported (DNAT from loopback to a pod needs route_localnet, which exposes local services)", m)
+	if m.HostIP.Is6() && m.HostIP.IsLoopback() {
+		return fmt.Errorf("port mapping %s: hostIP ::1 is not supported: Linux never routes IPv6 loopback traffic off the loopback device (IPv6 has no route_localnet), so it cannot reach a pod; use 127.0.0.1 or an address of the node", m)
 	}
 	return nil
 }
+
+// localhost says whether m is reached through 127.0.0.0/8.
+func (m Mapping) localhost() bool { return m.HostIP.Is4() && m.HostIP.IsLoopback() }
+
+// AnyLocalhost says whether a mapping is on an IPv4 loopback hostIP: the
+// pod's host-side link (ptp) or the bridge then needs route_localnet=1,
+// which the caller sets after Add, never before (Add installs the guard).
+func AnyLocalhost(ms []Mapping) bool { return slices.ContainsFunc(ms, Mapping.localhost) }
 
 // Table is the hostPort table in one network namespace.
 type Table struct {
@@ -110,6 +138,11 @@ func Owner(network, containerID, ifname string) string {
 // the node: the pod itself (a reply to itself would never reach the node
 // to be un-DNATed), and on a bridge every pod of the node (a neighbour's
 // reply would go straight over the bridge).
+//
+// A mapping on a loopback hostIP gets instead a DNAT rule in the localhost
+// chain (output hook: only the node's own traffic) and a masquerade rule
+// for its loopback source; the guard is made complete in the same
+// transaction, so it is in place before the caller sets route_localnet.
 func (t Table) Add(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix, ms []Mapping) error {
 	rules, err := t.rulesFor(owner, podIPs, hairpinFrom, ms)
 	if err != nil || len(rules) == 0 {
@@ -121,6 +154,11 @@ func (t Table) Add(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix
 	}
 	if err := t.ensureSkeleton(c); err != nil {
 		return err
+	}
+	if AnyLocalhost(ms) {
+		if err := t.ensureLocalhost(c); err != nil {
+			return err
+		}
 	}
 	for _, r := range rules {
 		c.AddRule(r)
@@ -146,8 +184,9 @@ func (t Table) Add(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix
 //	    (hairpin masquerade rules, one per mapping and family) }
 //	}
 //
-// Loopback destinations are left alone: DNAT from 127.0.0.1 to a pod would
-// need route_localnet, which exposes the node's local-only services.
+// Loopback destinations are left alone here: only a mapping on a loopback
+// hostIP answers on 127.0.0.0/8, through the localhost chain and its guard
+// (ensureLocalhost), which a table gets with the first such mapping.
 func (t Table) ensureSkeleton(c *nftables.Conn) error {
 	tbl := t.table()
 	c.CreateTable(tbl)
@@ -177,7 +216,6 @@ func (t Table) ensureSkeleton(c *nftables.Conn) error {
 // rulesFor lays out an attachment's rules, each tagged "<owner> <what>".
 func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix, ms []Mapping) ([]*nftables.Rule, error) {
 	tbl := t.table()
-	dnatChain := &nftables.Chain{Name: chainHostPorts, Table: tbl}
 	masqChain := &nftables.Chain{Name: chainPostrouting, Table: tbl}
 	var rules []*nftables.Rule
 	for _, m := range ms {
@@ -194,11 +232,22 @@ func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.P
 			if len(comment) > 250 {
 				return nil, fmt.Errorf("hostPort rule tag %q is too long for an nftables comment: use shorter network names or container IDs", comment)
 			}
+			dnatChain := &nftables.Chain{Name: chainHostPorts, Table: tbl}
+			// Traffic from 127.0.0.0/8 must not reach the pod with that
+			// source (the pod would drop it as martian, and its reply would
+			// never come back): masquerade it. Pods cannot reach a loopback
+			// hostIP of the node, so there is no hairpin.
+			masqFrom := f.filter(hairpinFrom)
+			what := "hairpin"
+			if m.localhost() {
+				dnatChain = &nftables.Chain{Name: chainLocalhost, Table: tbl}
+				masqFrom, what = []netip.Prefix{loopbackV4}, "localhost"
+			}
 			rules = append(rules, &nftables.Rule{Table: tbl, Chain: dnatChain, Exprs: f.dnatExprs(m, pod),
 				UserData: userdata.AppendString(nil, userdata.TypeComment, comment)})
-			for _, r := range f.filter(hairpinFrom) {
+			for _, r := range masqFrom {
 				rules = append(rules, &nftables.Rule{Table: tbl, Chain: masqChain, Exprs: f.hairpinExprs(m, pod, r),
-					UserData: userdata.AppendString(nil, userdata.TypeComment, owner+" hairpin "+f.name+" "+m.String()+" from "+r.String())})
+					UserData: userdata.AppendString(nil, userdata.TypeComment, owner+" "+what+" "+f.name+" "+m.String()+" from "+r.String())})
 			}
 		}
 		if len(rules) == n {
@@ -247,12 +296,13 @@ func (t Table) deleteWhere(match func(owner string) bool) (int, error) {
 	return n, nil
 }
 
-// listRules returns the rules of the two chains that hold per-attachment
-// rules; nothing when the table does not exist.
+// listRules returns the rules of the chains that hold per-attachment
+// rules; nothing when the table (or, in a table made before loopback
+// hostIPs were supported, the localhost chain) does not exist.
 func (t Table) listRules(c *nftables.Conn) ([]*nftables.Rule, error) {
 	tbl := t.table()
 	var out []*nftables.Rule
-	for _, name := range []string{chainHostPorts, chainPostrouting} {
+	for _, name := range []string{chainHostPorts, chainLocalhost, chainPostrouting} {
 		rules, err := c.GetRules(tbl, &nftables.Chain{Name: name, Table: tbl})
 		if errors.Is(err, unix.ENOENT) {
 			continue
@@ -275,7 +325,8 @@ func ruleOwner(r *nftables.Rule) (owner, what string) {
 }
 
 // Check reports an error unless the attachment has exactly the rules Add
-// would install for it.
+// would install for it, and, for a mapping on a loopback hostIP, the guard
+// is complete.
 func (t Table) Check(owner string, podIPs []netip.Addr, hairpinFrom []netip.Prefix, ms []Mapping) error {
 	want, err := t.rulesFor(owner, podIPs, hairpinFrom, ms)
 	if err != nil {
@@ -304,7 +355,79 @@ func (t Table) Check(owner string, podIPs []netip.Addr, hairpinFrom []netip.Pref
 	if !slices.Equal(have, need) {
 		return fmt.Errorf("hostPort rules of %s in inet %s: have %q, want %q", owner, t.Name, have, need)
 	}
+	if AnyLocalhost(ms) {
+		ok, err := t.guardComplete(c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("hostPort rules of %s: chain %s of inet %s lacks the rules that keep 127.0.0.0/8 local", owner, chainGuard, t.Name)
+		}
+	}
 	return nil
+}
+
+// ensureLocalhost queues, in c's transaction, what mappings on a loopback
+// hostIP need besides their own rules: the localhost chain, and the guard
+// with exactly its two rules. The guard is rewritten (flushed and filled
+// in one transaction, so no packet ever sees it empty) only when it is not
+// complete: concurrent ADDs that all find it incomplete still leave
+// exactly two rules, and its counters survive the ADDs that find it whole.
+//
+//	chain localhost { type nat hook output priority dstnat; policy accept;
+//	  (DNAT rules of loopback hostIPs, one per mapping) }
+//	chain localnet_guard { type filter hook prerouting priority filter; policy accept;
+//	  meta nfproto ipv4 ip saddr 127.0.0.0/8 iifname != "lo" counter drop
+//	  meta nfproto ipv4 ip daddr 127.0.0.0/8 iifname != "lo" ct status ! dnat counter drop }
+//
+// The localhost chain hooks output only: traffic arriving for 127.0.0.0/8
+// is never DNATed. The guard runs after conntrack and the nat prerouting
+// hook (priority filter > dstnat), so the reply of a DNATed localhost
+// connection, whose destination the kernel has just turned back into
+// 127.0.0.1, carries "ct status dnat" and passes; anything else arriving
+// from outside lo with a loopback source or destination is what
+// route_localnet=1 on an interface would let in (CVE-2020-8558), and is
+// dropped. Without route_localnet the kernel drops those packets as
+// martians anyway; the guard makes the pod-facing links on which kindnet
+// sets it, and any interface an administrator sets it on, no different.
+func (t Table) ensureLocalhost(c *nftables.Conn) error {
+	complete, err := t.guardComplete(c)
+	if err != nil {
+		return err
+	}
+	tbl := t.table()
+	accept := nftables.ChainPolicyAccept
+	c.AddChain(&nftables.Chain{Name: chainLocalhost, Table: tbl, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+	if complete {
+		return nil
+	}
+	guard := c.AddChain(&nftables.Chain{Name: chainGuard, Table: tbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	c.FlushChain(guard)
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: guard, Exprs: guardSourceExprs(),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, guardLoopbackSource)})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: guard, Exprs: guardDestExprs(),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, guardLoopbackDest)})
+	return nil
+}
+
+// guardComplete says whether the guard chain holds exactly its two rules.
+func (t Table) guardComplete(c *nftables.Conn) (bool, error) {
+	tbl := t.table()
+	rules, err := c.GetRules(tbl, &nftables.Chain{Name: chainGuard, Table: tbl})
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("list rules of inet %s chain %s: %w", t.Name, chainGuard, err)
+	}
+	var have []string
+	for _, r := range rules {
+		comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+		have = append(have, comment)
+	}
+	return slices.Equal(have, []string{guardLoopbackSource, guardLoopbackDest}), nil
 }
 
 // Cleanup removes the whole table; it reports whether there was one.
@@ -461,6 +584,64 @@ func (f family) hairpinExprs(m Mapping, pod netip.Addr, from netip.Prefix) []exp
 	e = append(e, protoPortExprs(m.Protocol, m.ContainerPort)...)
 	// masquerade
 	return append(e, &expr.Masq{})
+}
+
+// loopbackExprs matches an IPv4 address field inside 127.0.0.0/8 on a
+// packet that did not come in through lo:
+//
+//	meta nfproto ipv4 ip saddr 127.0.0.0/8 iifname != "lo"
+func loopbackExprs(offset uint32) []expr.Any {
+	e := ipv4.nfprotoExprs()
+	return append(e,
+		// ip saddr 127.0.0.0/8 (or daddr, by offset)
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: prefixMask(loopbackV4), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: loopbackV4.Addr().AsSlice()},
+		// iifname != "lo"
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")},
+	)
+}
+
+// guardSourceExprs drops a loopback source from outside: nothing
+// legitimate has one (the kernel drops it as martian on an interface
+// without route_localnet).
+//
+//	meta nfproto ipv4 ip saddr 127.0.0.0/8 iifname != "lo" counter drop
+func guardSourceExprs() []expr.Any {
+	return append(loopbackExprs(ipv4.saddr),
+		// counter
+		&expr.Counter{},
+		// drop
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+}
+
+// guardDestExprs drops a loopback destination from outside unless the
+// connection was DNATed (the reply of a localhost hostPort connection, or
+// someone's deliberate DNAT to a loopback address):
+//
+//	meta nfproto ipv4 ip daddr 127.0.0.0/8 iifname != "lo" ct status ! dnat counter drop
+func guardDestExprs() []expr.Any {
+	return append(loopbackExprs(ipv4.daddr),
+		// ct status ! dnat
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+		// counter
+		&expr.Counter{},
+		// drop
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+}
+
+// ifname is an interface name as the kernel compares it: NUL-padded to
+// IFNAMSIZ.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
 }
 
 // prefixMask is the netmask of p as bytes.

@@ -24,9 +24,10 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -85,8 +86,8 @@ func sourceName(cfg *config.Loaded) string {
 	return "kubernetes"
 }
 
-func readCache(cfg *config.Loaded, h *status.Host) *cluster.View {
-	c := &cluster.Cache{Path: cfg.CachePath(), Node: cfg.NodeName}
+func readCache(cfg *config.Loaded, h *status.Host) *model.View {
+	c := &cache.File{Path: cfg.CachePath(), Node: cfg.NodeName}
 	h.Cache.Path = c.Path
 	v, err := c.Load()
 	if err != nil {
@@ -127,7 +128,7 @@ func hostRoutes() ([]status.HostRoute, error) {
 // peersFromCache lists the cached peers: routed when each podCIDR has a
 // kindnet route via one of the peer's addresses, unknown otherwise (the
 // agent is not there to say why).
-func peersFromCache(v *cluster.View, rts []status.HostRoute) []status.Peer {
+func peersFromCache(v *model.View, rts []status.HostRoute) []status.Peer {
 	via := map[string]string{}
 	for _, r := range rts {
 		via[canonPrefix(r.Dst)] = r.Via

@@ -15,9 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -142,7 +143,7 @@ func TestHostInspectionFindsKindnetRoutesTablesAndFiles(t *testing.T) {
 	}
 	table := netnstest.UniqueName("kindnet_t")
 	mr := &masq.Reconciler{Table: table, Enabled: true, NetNSFd: ns.Fd()}
-	if _, err := mr.Reconcile(context.Background(), &cluster.Snapshot{}); err != nil {
+	if _, err := mr.Reconcile(context.Background(), &model.Snapshot{}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -160,10 +161,10 @@ func TestHostInspectionFindsKindnetRoutesTablesAndFiles(t *testing.T) {
 	if err := os.WriteFile(cfg.CNIConfPath(), []byte(`{"plugins":[{"type":"ptp","mtu":1500}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cache := &cluster.Cache{Path: cfg.CachePath(), Node: "a"}
-	if _, err := cache.Save(cluster.View{
-		Self: cluster.Node{Name: "a", PodCIDRs: []string{"10.244.1.0/24"}},
-		Peers: []cluster.Node{
+	vc := &cache.File{Path: cfg.CachePath(), Node: "a"}
+	if _, err := vc.Save(model.View{
+		Self: model.Node{Name: "a", PodCIDRs: []string{"10.244.1.0/24"}},
+		Peers: []model.Node{
 			{Name: "b", Addresses: []string{"192.168.50.2"}, PodCIDRs: []string{"10.244.2.0/24"}},
 			{Name: "c", Addresses: []string{"192.168.50.3"}, PodCIDRs: []string{"10.244.3.0/24"}},
 		},

@@ -18,7 +18,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/util/connrotation"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // Protobuf is cheaper than JSON to decode and keeps the watch's memory
@@ -48,7 +48,7 @@ var ErrNoKubeconfig = errors.New("kubeconfig does not exist yet")
 // file contents (see changed) and picked up by reconnecting at once.
 func loadCredentials(path, userAgent string) (*credentials, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, &cluster.SourceError{Reason: cluster.SourceWaiting, Hint: "join the node to the cluster (e.g. kubeadm join), or set kubeconfig",
+		return nil, &model.SourceError{Reason: model.SourceWaiting, Hint: "join the node to the cluster (e.g. kubeadm join), or set kubeconfig",
 			Err: fmt.Errorf("waiting for the kubeconfig %s (%w: it appears when the node joins the cluster); keeping the bootstrap state", path, ErrNoKubeconfig)}
 	}
 	raw, err := clientcmd.LoadFromFile(path)
@@ -74,7 +74,7 @@ func loadCredentials(path, userAgent string) (*credentials, error) {
 }
 
 func invalid(path string, err error) error {
-	return &cluster.SourceError{Reason: cluster.SourceInvalid, Err: fmt.Errorf("kubeconfig %s: %w", path, err)}
+	return &model.SourceError{Reason: model.SourceInvalid, Err: fmt.Errorf("kubeconfig %s: %w", path, err)}
 }
 
 // namedFiles lists the files the current context of the kubeconfig reads.

@@ -15,7 +15,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kindnet-dev/kindnet/internal/kubetest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // pki makes a CA and writes a kubeconfig that references a certificate
@@ -55,9 +55,9 @@ func pki(t *testing.T) (kubeconfig string, issue func(cn string) []byte) {
 
 func TestMissingKubeconfigIsWaitedFor(t *testing.T) {
 	_, err := loadCredentials(filepath.Join(t.TempDir(), "kubelet.conf"), "test")
-	var se *cluster.SourceError
-	if !errors.As(err, &se) || se.Reason != cluster.SourceWaiting || !errors.Is(err, ErrNoKubeconfig) {
-		t.Fatalf("missing kubeconfig: got %v, want a %q SourceError", err, cluster.SourceWaiting)
+	var se *model.SourceError
+	if !errors.As(err, &se) || se.Reason != model.SourceWaiting || !errors.Is(err, ErrNoKubeconfig) {
+		t.Fatalf("missing kubeconfig: got %v, want a %q SourceError", err, model.SourceWaiting)
 	}
 }
 
@@ -102,9 +102,9 @@ func TestHalfWrittenRotationKeepsTheWorkingCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = loadCredentials(path, "test")
-	var se *cluster.SourceError
-	if !errors.As(err, &se) || se.Reason != cluster.SourceInvalid {
-		t.Fatalf("half-written certificate file: got %v, want an %q SourceError", err, cluster.SourceInvalid)
+	var se *model.SourceError
+	if !errors.As(err, &se) || se.Reason != model.SourceInvalid {
+		t.Fatalf("half-written certificate file: got %v, want an %q SourceError", err, model.SourceInvalid)
 	}
 }
 

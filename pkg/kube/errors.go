@@ -6,7 +6,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // RBACCommand applies the one ClusterRole and binding kindnet needs; every
@@ -24,14 +24,14 @@ func explain(f *callError, node, which string) error {
 	err := f.err
 	switch {
 	case apierrors.IsForbidden(err) && which == "all":
-		return &cluster.SourceError{
-			Reason: cluster.SourceForbidden, Permission: "list, watch nodes (cluster scope)", Hint: RBACCommand,
+		return &model.SourceError{
+			Reason: model.SourceForbidden, Permission: "list, watch nodes (cluster scope)", Hint: RBACCommand,
 			Err: fmt.Errorf("%w: the API server refused to %s all Nodes (403 Forbidden): kindnet needs get, list and watch on nodes (core API group, cluster-wide) for group %s, which the Node authorizer no longer grants (since Kubernetes 1.32 a kubelet may read only its own Node); apply it once from a control-plane host with: %s — until then routes from the last good view stay in place (API server said: %s)",
 				ErrForbidden, f.verb, NodesGroup, RBACCommand, apiMessage(err)),
 		}
 	case apierrors.IsForbidden(err):
-		return &cluster.SourceError{
-			Reason: cluster.SourceForbidden, Permission: "get, list, watch node " + node,
+		return &model.SourceError{
+			Reason: model.SourceForbidden, Permission: "get, list, watch node " + node,
 			Hint: "set nodeName to the name in the kubeconfig's identity (system:node:<name>), or " + RBACCommand,
 			Err: fmt.Errorf("%w: the API server refused to %s this node's own Node %q (403 Forbidden): check that nodeName matches the kubeconfig's identity (a kubelet may read only system:node:<its name>) or grant get, list and watch on nodes with: %s (API server said: %s)",
 				ErrForbidden, f.verb, node, RBACCommand, apiMessage(err)),
@@ -41,8 +41,8 @@ func explain(f *callError, node, which string) error {
 		return fmt.Errorf("the API server rejected the credentials (401 Unauthorized) on %s Nodes: the client certificate may have expired or not be signed by the cluster's CA; kindnet reconnects as soon as the kubeconfig or its certificate files change (API server said: %s)",
 			f.verb, apiMessage(err))
 	default:
-		return &cluster.SourceError{
-			Reason: cluster.SourceUnreachable,
+		return &model.SourceError{
+			Reason: model.SourceUnreachable,
 			Err:    fmt.Errorf("cannot %s Nodes (retrying with backoff; everything installed stays in place): %w", f.verb, err),
 		}
 	}

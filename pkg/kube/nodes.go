@@ -15,7 +15,8 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // slimNode is the stores' transform: it keeps only what kindnet reads
@@ -52,12 +53,12 @@ func findCondition(n *corev1.Node, t corev1.NodeConditionType) *corev1.NodeCondi
 // it and, for this node, its NetworkUnavailable condition. About 200 bytes
 // instead of the kilobyte a corev1.Node struct takes even when slimmed.
 type storedNode struct {
-	node        cluster.Node
+	node        model.Node
 	unavailable *corev1.NodeCondition
 }
 
 func (st *nodeStore) toStored(n *corev1.Node) storedNode {
-	out := storedNode{node: cluster.FromKubeNode(n, st.policy)}
+	out := storedNode{node: kubenode.ToNode(n, st.policy)}
 	if n.Name == st.self {
 		if c := findCondition(n, corev1.NodeNetworkUnavailable); c != nil {
 			cc := *c
@@ -72,7 +73,7 @@ func (st *nodeStore) toStored(n *corev1.Node) storedNode {
 // kubelet rewrites its Node's status regularly; those updates need no new
 // view.
 func (a storedNode) differs(b storedNode) bool {
-	if !(cluster.View{Self: a.node}).Equal(cluster.View{Self: b.node}) {
+	if !(model.View{Self: a.node}).Equal(model.View{Self: b.node}) {
 		return true
 	}
 	oc, nc := a.unavailable, b.unavailable
@@ -84,7 +85,7 @@ func (a storedNode) differs(b storedNode) bool {
 // synced once the reflector delivered its first complete list (Replace).
 type nodeStore struct {
 	self   string
-	policy cluster.AddressPolicy
+	policy kubenode.AddressPolicy
 	poke   func()
 	synced atomic.Bool
 
@@ -92,7 +93,7 @@ type nodeStore struct {
 	nodes map[string]storedNode
 }
 
-func newNodeStore(self string, policy cluster.AddressPolicy, poke func()) *nodeStore {
+func newNodeStore(self string, policy kubenode.AddressPolicy, poke func()) *nodeStore {
 	return &nodeStore{self: self, policy: policy, poke: poke, nodes: map[string]storedNode{}}
 }
 
@@ -163,10 +164,10 @@ func (st *nodeStore) get(name string) (storedNode, bool) {
 }
 
 // peers returns every node but this one.
-func (st *nodeStore) peers() []cluster.Node {
+func (st *nodeStore) peers() []model.Node {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	out := make([]cluster.Node, 0, len(st.nodes))
+	out := make([]model.Node, 0, len(st.nodes))
 	for name, n := range st.nodes {
 		if name != st.self {
 			out = append(out, n.node)

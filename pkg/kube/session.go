@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // session follows the API with one client (one set of credentials). It
@@ -213,11 +213,11 @@ func (s *session) publish(ctx context.Context) {
 }
 
 // self is this node as the most specific watch sees it.
-func (s *session) self() (cluster.Node, bool) {
+func (s *session) self() (model.Node, bool) {
 	if n, ok := s.ownNode(); ok {
 		return n.node, true
 	}
-	return cluster.Node{Name: s.src.opts.NodeName}, false
+	return model.Node{Name: s.src.opts.NodeName}, false
 }
 
 // ownNode returns what is known of this node's Node object.
@@ -234,8 +234,8 @@ func (s *session) ownNode() (storedNode, bool) {
 }
 
 // view builds the complete view from the full watch's store.
-func (s *session) view(self cluster.Node) cluster.View {
-	v := cluster.View{Self: self, Peers: s.all.store.peers()}
+func (s *session) view(self model.Node) model.View {
+	v := model.View{Self: self, Peers: s.all.store.peers()}
 	v.Normalize()
 	return v
 }

@@ -20,7 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // SourceName is how the source names itself in logs and the status record.
@@ -38,7 +39,7 @@ type Options struct {
 	// NodeName is this node's name; its Node is Self, every other one a peer.
 	NodeName string
 	// Policy says which Node addresses may be routed via.
-	Policy cluster.AddressPolicy
+	Policy kubenode.AddressPolicy
 	// UserAgent identifies kindnet to the API server.
 	UserAgent string
 	Log       *slog.Logger
@@ -49,7 +50,7 @@ type Options struct {
 	Client NodeAPI
 }
 
-// Source follows the Kubernetes API. It implements cluster.Source.
+// Source follows the Kubernetes API. It implements model.Source.
 type Source struct {
 	opts Options
 	log  *slog.Logger
@@ -75,7 +76,7 @@ func New(o Options) *Source {
 	return &Source{opts: o, log: o.Log, readyKick: make(chan struct{}, 1)}
 }
 
-// Name implements cluster.Source.
+// Name implements model.Source.
 func (s *Source) Name() string { return SourceName }
 
 // NetworkReady tells the source that this node's routes are in place, so it
@@ -99,10 +100,10 @@ func (s *Source) ProtectedAddrs() []netip.Addr {
 	return nil
 }
 
-// Run implements cluster.Source: it connects with the current credentials,
+// Run implements model.Source: it connects with the current credentials,
 // follows the Nodes, and starts over with new credentials whenever the
 // kubeconfig or a file it names changes. It returns only when ctx ends.
-func (s *Source) Run(ctx context.Context, out chan<- cluster.Update) error {
+func (s *Source) Run(ctx context.Context, out chan<- model.Update) error {
 	rep := &reporter{out: out}
 	if s.opts.Client != nil {
 		newSession(s, s.opts.Client, rep).run(ctx)
@@ -200,10 +201,10 @@ func sleep(ctx context.Context, tick <-chan time.Time) bool {
 // only when it changed, and the current view again after a problem so the
 // agent sees the source healthy again.
 type reporter struct {
-	out      chan<- cluster.Update
+	out      chan<- model.Update
 	lastErr  string // key of the problem last reported; "" when healthy
-	last     *cluster.View
-	lastPart *cluster.View
+	last     *model.View
+	lastPart *model.View
 }
 
 // fail reports a problem unless the same kind was reported last: a retry
@@ -211,40 +212,40 @@ type reporter struct {
 // on another URL) is not news.
 func (r *reporter) fail(ctx context.Context, err error) {
 	key := err.Error()
-	var se *cluster.SourceError
-	if errors.As(err, &se) && se.Reason != cluster.SourceInvalid {
+	var se *model.SourceError
+	if errors.As(err, &se) && se.Reason != model.SourceInvalid {
 		key = se.Reason + "\x00" + se.Permission
 	}
 	if key == r.lastErr {
 		return
 	}
 	r.lastErr = key
-	r.send(ctx, cluster.Update{Err: err})
+	r.send(ctx, model.Update{Err: err})
 }
 
 // view sends a complete view (clearing a reported problem).
-func (r *reporter) view(ctx context.Context, v cluster.View) {
+func (r *reporter) view(ctx context.Context, v model.View) {
 	if r.lastErr == "" && r.last != nil && r.last.Equal(v) {
 		return
 	}
 	r.lastErr, r.last, r.lastPart = "", &v, nil
-	r.send(ctx, cluster.Update{View: &v})
+	r.send(ctx, model.Update{View: &v})
 }
 
 // partial sends this node alone, while the other Nodes cannot be listed.
-func (r *reporter) partial(ctx context.Context, self cluster.Node) {
-	v := cluster.View{Self: self}
+func (r *reporter) partial(ctx context.Context, self model.Node) {
+	v := model.View{Self: self}
 	if r.lastPart != nil && r.lastPart.Equal(v) {
 		return
 	}
-	if r.lastPart == nil && r.last != nil && (cluster.View{Self: r.last.Self}).Equal(v) {
+	if r.lastPart == nil && r.last != nil && (model.View{Self: r.last.Self}).Equal(v) {
 		return // the last complete view already carries this Self
 	}
 	r.lastPart = &v
-	r.send(ctx, cluster.Update{View: &v, PeersUnknown: true})
+	r.send(ctx, model.Update{View: &v, PeersUnknown: true})
 }
 
-func (r *reporter) send(ctx context.Context, u cluster.Update) {
+func (r *reporter) send(ctx context.Context, u model.Update) {
 	select {
 	case r.out <- u:
 	case <-ctx.Done():

@@ -19,7 +19,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // node builds a Node: addrs are "InternalIP=1.2.3.4" or "ExternalIP=…".
@@ -38,11 +39,11 @@ func node(name string, podCIDRs []string, addrs ...string) *corev1.Node {
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // start runs a source over a fake clientset and returns its updates.
-func start(t *testing.T, client *fake.Clientset, self string, pol cluster.AddressPolicy) (*Source, <-chan cluster.Update) {
+func start(t *testing.T, client *fake.Clientset, self string, pol kubenode.AddressPolicy) (*Source, <-chan model.Update) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	src := New(Options{NodeName: self, Policy: pol, Client: fakeNodes{client.CoreV1().Nodes()}, Log: quietLog()})
-	out := make(chan cluster.Update, 64)
+	out := make(chan model.Update, 64)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = src.Run(ctx, out) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -56,22 +57,22 @@ type fakeNodes struct{ NodeAPI }
 func (fakeNodes) IsWatchListSemanticsUnSupported() bool { return true }
 
 // next returns the next update, failing after 5 s.
-func next(t *testing.T, ch <-chan cluster.Update) cluster.Update {
+func next(t *testing.T, ch <-chan model.Update) model.Update {
 	t.Helper()
 	select {
 	case u := <-ch:
 		return u
 	case <-time.After(5 * time.Second):
 		t.Fatal("no update from the source within 5s")
-		return cluster.Update{}
+		return model.Update{}
 	}
 }
 
 // nextView skips updates until a complete view satisfies ok.
-func nextView(t *testing.T, ch <-chan cluster.Update, ok func(cluster.View) bool) cluster.View {
+func nextView(t *testing.T, ch <-chan model.Update, ok func(model.View) bool) model.View {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
-	var last cluster.Update
+	var last model.Update
 	for {
 		select {
 		case u := <-ch:
@@ -85,7 +86,7 @@ func nextView(t *testing.T, ch <-chan cluster.Update, ok func(cluster.View) bool
 	}
 }
 
-func describe(u cluster.Update) string {
+func describe(u model.Update) string {
 	switch {
 	case u.Err != nil:
 		return "error: " + u.Err.Error()
@@ -95,7 +96,7 @@ func describe(u cluster.Update) string {
 	return "none"
 }
 
-func fmtView(v cluster.View) string {
+func fmtView(v model.View) string {
 	s := "self=" + v.Self.Name + strings.Join(v.Self.PodCIDRs, ",") + " peers="
 	for _, p := range v.Peers {
 		s += p.Name + "[" + strings.Join(p.Addresses, ",") + "|" + strings.Join(p.PodCIDRs, ",") + "] "
@@ -107,8 +108,8 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		nodes  []*corev1.Node
-		policy cluster.AddressPolicy
-		want   cluster.View
+		policy kubenode.AddressPolicy
+		want   model.View
 	}{{
 		name: "self and peers, dual-stack, primary first",
 		nodes: []*corev1.Node{
@@ -116,9 +117,9 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 			node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2", "ExternalIP=203.0.113.2"),
 			node("c", nil, "InternalIP=192.168.0.3"),
 		},
-		want: cluster.View{
-			Self: cluster.Node{Name: "a", Addresses: []string{"192.168.0.1", "fd00::1"}, PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}},
-			Peers: []cluster.Node{
+		want: model.View{
+			Self: model.Node{Name: "a", Addresses: []string{"192.168.0.1", "fd00::1"}, PodCIDRs: []string{"10.244.1.0/24", "fd00:10:244:1::/64"}},
+			Peers: []model.Node{
 				{Name: "b", Addresses: []string{"192.168.0.2"}, PodCIDRs: []string{"10.244.2.0/24"}},
 				{Name: "c", Addresses: []string{"192.168.0.3"}},
 			},
@@ -129,20 +130,20 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 			node("a", nil),
 			node("b", []string{"10.244.2.0/24"}, "ExternalIP=203.0.113.2"),
 		},
-		want: cluster.View{Self: cluster.Node{Name: "a"}, Peers: []cluster.Node{{Name: "b", PodCIDRs: []string{"10.244.2.0/24"}}}},
+		want: model.View{Self: model.Node{Name: "a"}, Peers: []model.Node{{Name: "b", PodCIDRs: []string{"10.244.2.0/24"}}}},
 	}, {
 		name:   "ExternalIP used per family when allowed and no InternalIP of that family",
-		policy: cluster.AddressPolicy{AllowExternalIP: true},
+		policy: kubenode.AddressPolicy{AllowExternalIP: true},
 		nodes: []*corev1.Node{
 			node("a", nil),
 			node("b", []string{"10.244.2.0/24", "fd00:10:244:2::/64"}, "InternalIP=fd00::2", "ExternalIP=203.0.113.2", "ExternalIP=2001:db8::2"),
 		},
-		want: cluster.View{Self: cluster.Node{Name: "a"}, Peers: []cluster.Node{
+		want: model.View{Self: model.Node{Name: "a"}, Peers: []model.Node{
 			{Name: "b", Addresses: []string{"fd00::2", "203.0.113.2"}, PodCIDRs: []string{"10.244.2.0/24", "fd00:10:244:2::/64"}}}},
 	}, {
 		name:  "own node not registered yet",
 		nodes: []*corev1.Node{node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2")},
-		want: cluster.View{Self: cluster.Node{Name: "a"}, Peers: []cluster.Node{
+		want: model.View{Self: model.Node{Name: "a"}, Peers: []model.Node{
 			{Name: "b", Addresses: []string{"192.168.0.2"}, PodCIDRs: []string{"10.244.2.0/24"}}}},
 	}, {
 		name: "hostile values reach validation unchanged",
@@ -150,7 +151,7 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 			node("a", nil),
 			node("evil", []string{"0.0.0.0/0"}, "InternalIP=127.0.0.1"),
 		},
-		want: cluster.View{Self: cluster.Node{Name: "a"}, Peers: []cluster.Node{
+		want: model.View{Self: model.Node{Name: "a"}, Peers: []model.Node{
 			{Name: "evil", Addresses: []string{"127.0.0.1"}, PodCIDRs: []string{"0.0.0.0/0"}}}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -159,7 +160,7 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 				objs[i] = n
 			}
 			_, ch := start(t, fake.NewClientset(objs...), "a", tc.policy)
-			got := nextView(t, ch, func(cluster.View) bool { return true })
+			got := nextView(t, ch, func(model.View) bool { return true })
 			if !got.Equal(tc.want) {
 				t.Errorf("view:\n got  %s\n want %s", fmtView(got), fmtView(tc.want))
 			}
@@ -170,39 +171,39 @@ func TestViewFromInformerMapsNodes(t *testing.T) {
 func TestSourceFollowsNodeEvents(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset(node("a", []string{"10.244.1.0/24"}, "InternalIP=192.168.0.1"))
-	_, ch := start(t, client, "a", cluster.AddressPolicy{})
-	nextView(t, ch, func(v cluster.View) bool { return len(v.Peers) == 0 && v.Self.Name == "a" })
+	_, ch := start(t, client, "a", kubenode.AddressPolicy{})
+	nextView(t, ch, func(v model.View) bool { return len(v.Peers) == 0 && v.Self.Name == "a" })
 	nodes := client.CoreV1().Nodes()
 
 	steps := []struct {
 		what string
 		do   func() error
-		want func(cluster.View) bool
+		want func(model.View) bool
 	}{{
 		"peer created",
 		func() error {
 			_, err := nodes.Create(ctx, node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2"), metav1.CreateOptions{})
 			return err
 		},
-		func(v cluster.View) bool { return len(v.Peers) == 1 && v.Peers[0].Addresses[0] == "192.168.0.2" },
+		func(v model.View) bool { return len(v.Peers) == 1 && v.Peers[0].Addresses[0] == "192.168.0.2" },
 	}, {
 		"peer's InternalIP changed",
 		func() error {
 			_, err := nodes.Update(ctx, node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.22"), metav1.UpdateOptions{})
 			return err
 		},
-		func(v cluster.View) bool { return len(v.Peers) == 1 && v.Peers[0].Addresses[0] == "192.168.0.22" },
+		func(v model.View) bool { return len(v.Peers) == 1 && v.Peers[0].Addresses[0] == "192.168.0.22" },
 	}, {
 		"peer deleted",
 		func() error { return nodes.Delete(ctx, "b", metav1.DeleteOptions{}) },
-		func(v cluster.View) bool { return len(v.Peers) == 0 },
+		func(v model.View) bool { return len(v.Peers) == 0 },
 	}, {
 		"podCIDR reused by a new node",
 		func() error {
 			_, err := nodes.Create(ctx, node("c", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.3"), metav1.CreateOptions{})
 			return err
 		},
-		func(v cluster.View) bool {
+		func(v model.View) bool {
 			return len(v.Peers) == 1 && v.Peers[0].Name == "c" && v.Peers[0].PodCIDRs[0] == "10.244.2.0/24"
 		},
 	}}
@@ -218,8 +219,8 @@ func TestSourceIgnoresIrrelevantUpdates(t *testing.T) {
 	ctx := context.Background()
 	b := node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2")
 	client := fake.NewClientset(node("a", nil), b)
-	_, ch := start(t, client, "a", cluster.AddressPolicy{})
-	nextView(t, ch, func(v cluster.View) bool { return len(v.Peers) == 1 })
+	_, ch := start(t, client, "a", kubenode.AddressPolicy{})
+	nextView(t, ch, func(v model.View) bool { return len(v.Peers) == 1 })
 
 	b = b.DeepCopy()
 	b.Labels = map[string]string{"heartbeat": "1"}
@@ -253,7 +254,7 @@ func TestForbiddenListKeepsPeersAndExplainsTheFix(t *testing.T) {
 	client := fake.NewClientset(node("a", []string{"10.244.1.0/24"}, "InternalIP=192.168.0.1"),
 		node("b", []string{"10.244.2.0/24"}, "InternalIP=192.168.0.2"))
 	forbidList(client, &forbidden)
-	_, ch := start(t, client, "a", cluster.AddressPolicy{})
+	_, ch := start(t, client, "a", kubenode.AddressPolicy{})
 
 	var sawErr, sawSelf bool
 	for !sawErr || !sawSelf {
@@ -292,7 +293,7 @@ func TestForbiddenListKeepsPeersAndExplainsTheFix(t *testing.T) {
 		t.Fatalf("the source did not retry listing within 2.5s (%d list calls)", n)
 	}
 	forbidden.Store(false) // the binding was applied: the reflector's retry succeeds
-	nextView(t, ch, func(v cluster.View) bool { return len(v.Peers) == 1 && v.Peers[0].Name == "b" })
+	nextView(t, ch, func(v model.View) bool { return len(v.Peers) == 1 && v.Peers[0].Name == "b" })
 }
 
 func TestNetworkReadyPatchesOwnNodeCondition(t *testing.T) {
@@ -302,8 +303,8 @@ func TestNetworkReadyPatchesOwnNodeCondition(t *testing.T) {
 		{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"},
 	}
 	client := fake.NewClientset(a)
-	src, ch := start(t, client, "a", cluster.AddressPolicy{})
-	nextView(t, ch, func(cluster.View) bool { return true })
+	src, ch := start(t, client, "a", kubenode.AddressPolicy{})
+	nextView(t, ch, func(model.View) bool { return true })
 	src.NetworkReady()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -384,7 +385,7 @@ func TestSlimNodeDropsWhatKindnetDoesNotRead(t *testing.T) {
 	if len(s.Status.Conditions) != 1 || s.Status.Conditions[0].Type != corev1.NodeNetworkUnavailable {
 		t.Errorf("slim node conditions: %+v", s.Status.Conditions)
 	}
-	if !(cluster.View{Self: cluster.FromKubeNode(s, cluster.AddressPolicy{})}).Equal(cluster.View{Self: cluster.FromKubeNode(n, cluster.AddressPolicy{})}) {
+	if !(model.View{Self: kubenode.ToNode(s, kubenode.AddressPolicy{})}).Equal(model.View{Self: kubenode.ToNode(n, kubenode.AddressPolicy{})}) {
 		t.Errorf("slim node maps to a different cluster node")
 	}
 }
@@ -415,7 +416,7 @@ func TestStoreKicksOnlyOnChangesKindnetUses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kicks := 0
-			st := newNodeStore(tc.self, cluster.AddressPolicy{}, func() { kicks++ })
+			st := newNodeStore(tc.self, kubenode.AddressPolicy{}, func() { kicks++ })
 			if err := st.Add(tc.old); err != nil {
 				t.Fatal(err)
 			}
@@ -431,7 +432,7 @@ func TestStoreKicksOnlyOnChangesKindnetUses(t *testing.T) {
 }
 
 func TestStoreReplaceDropsNodesMissingFromAFreshList(t *testing.T) {
-	st := newNodeStore("a", cluster.AddressPolicy{}, func() {})
+	st := newNodeStore("a", kubenode.AddressPolicy{}, func() {})
 	for _, n := range []*corev1.Node{node("a", nil), node("b", []string{"10.244.2.0/24"}), node("c", []string{"10.244.3.0/24"})} {
 		_ = st.Add(n)
 	}

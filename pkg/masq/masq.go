@@ -23,7 +23,7 @@ import (
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // Reconciler owns one nftables table.
@@ -58,7 +58,7 @@ type Desired struct {
 // desired derives the ranges: pods are the cluster ranges and every node's
 // podCIDRs; pod traffic to any of those, or to a no-masquerade range, keeps
 // its source address.
-func (r *Reconciler) desired(snap *cluster.Snapshot) Desired {
+func (r *Reconciler) desired(snap *model.Snapshot) Desired {
 	pods := mergePrefixes(append(slices.Clone(snap.ClusterCIDRs), snap.AllPodCIDRs()...))
 	nomasq := mergePrefixes(append(slices.Clone(pods), r.NoMasquerade...))
 	return Desired{Pods: pods, NoMasquerade: nomasq}
@@ -78,7 +78,7 @@ func (r *Reconciler) conn() (*nftables.Conn, error) {
 
 // Reconcile makes the table match the snapshot. When the table already holds
 // exactly the desired sets and rules, nothing is written.
-func (r *Reconciler) Reconcile(_ context.Context, snap *cluster.Snapshot) (Result, error) {
+func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (Result, error) {
 	c, err := r.conn()
 	if err != nil {
 		return Result{}, err

@@ -7,14 +7,14 @@ import (
 	"testing"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
-func snapshot() *cluster.Snapshot {
-	return &cluster.Snapshot{
+func snapshot() *model.Snapshot {
+	return &model.Snapshot{
 		ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10:244::/56")},
-		Self:         cluster.Peer{Name: "n1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")}},
-		Peers: []cluster.Peer{{Name: "n2", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.2.0/24")}},
+		Self:         model.Peer{Name: "n1", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")}},
+		Peers: []model.Peer{{Name: "n2", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.2.0/24")}},
 			// a podCIDR outside the cluster ranges (no clusterCIDRs check at this layer)
 			{Name: "n3", PodCIDRs: []netip.Prefix{netip.MustParsePrefix("10.99.0.0/24")}}},
 	}
@@ -68,7 +68,7 @@ func TestMasqueradeTableIsWrittenOnceAndLeavesOtherTablesAlone(t *testing.T) {
 func TestIPv4OnlyClusterHasNoIPv6Rule(t *testing.T) {
 	ns := netnstest.New(t)
 	r := &Reconciler{Table: "kindnet_v4", Enabled: true, NetNSFd: ns.Fd()}
-	snap := &cluster.Snapshot{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
+	snap := &model.Snapshot{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
 	if _, err := r.Reconcile(context.Background(), snap); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // Protocol is kindnet's route protocol number: `ip route` shows it as
@@ -137,7 +137,7 @@ func (r Route) String() string { return fmt.Sprintf("%s via %s (node %s)", r.Dst
 // Reconcile makes the kindnet routes of the namespace equal to what the
 // snapshot wants. Running it again with the same snapshot changes nothing.
 // One route failing does not stop the others; all failures are returned.
-func (r *Reconciler) Reconcile(ctx context.Context, snap *cluster.Snapshot) (Result, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, snap *model.Snapshot) (Result, error) {
 	res := Result{Peers: map[string]PeerState{}}
 	table, err := r.readTable()
 	if err != nil {
@@ -219,7 +219,7 @@ func (r *Reconciler) delete(rt netlink.Route, res *Result) error {
 
 // desired computes the routes the snapshot wants, deciding for each peer
 // whether it is on-link and whether a foreign route is in the way.
-func (r *Reconciler) desired(snap *cluster.Snapshot, t *table, res *Result) []Route {
+func (r *Reconciler) desired(snap *model.Snapshot, t *table, res *Result) []Route {
 	var out []Route
 	for _, p := range snap.Peers {
 		if len(p.PodCIDRs) == 0 {

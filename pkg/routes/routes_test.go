@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // nodeNS is a namespace with one link "eth0" on 192.168.50.0/24 and
@@ -21,8 +21,8 @@ func nodeNS(t *testing.T) *netnstest.NS {
 	return ns
 }
 
-func peer(name string, addrs []string, cidrs []string) cluster.Peer {
-	p := cluster.Peer{Name: name}
+func peer(name string, addrs []string, cidrs []string) model.Peer {
+	p := model.Peer{Name: name}
 	for _, a := range addrs {
 		p.Addrs = append(p.Addrs, netip.MustParseAddr(a))
 	}
@@ -49,7 +49,7 @@ func kindnetRoutes(t *testing.T, h *netlink.Handle) []string {
 func TestReconcileInstallsOnLinkPeersAndIsIdempotent(t *testing.T) {
 	ns := nodeNS(t)
 	r := &Reconciler{Handle: ns.NL}
-	snap := &cluster.Snapshot{Peers: []cluster.Peer{
+	snap := &model.Snapshot{Peers: []model.Peer{
 		peer("n2", []string{"192.168.50.2", "fd00:50::2"}, []string{"10.244.2.0/24", "fd00:10:244:2::/64"}),
 		peer("n3", []string{"192.168.50.3"}, []string{"10.244.3.0/24"}),
 		peer("n4", nil, nil),
@@ -78,7 +78,7 @@ func TestReconcileRemovesStaleAndFollowsAddressChanges(t *testing.T) {
 	ns := nodeNS(t)
 	r := &Reconciler{Handle: ns.NL}
 	ctx := context.Background()
-	first := &cluster.Snapshot{Peers: []cluster.Peer{
+	first := &model.Snapshot{Peers: []model.Peer{
 		peer("n2", []string{"192.168.50.2"}, []string{"10.244.2.0/24"}),
 		peer("n3", []string{"192.168.50.3"}, []string{"10.244.3.0/24"}),
 	}}
@@ -86,7 +86,7 @@ func TestReconcileRemovesStaleAndFollowsAddressChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// n3 deleted; n2 re-addressed; n5 reuses n3's podCIDR.
-	second := &cluster.Snapshot{Peers: []cluster.Peer{
+	second := &model.Snapshot{Peers: []model.Peer{
 		peer("n2", []string{"192.168.50.22"}, []string{"10.244.2.0/24"}),
 		peer("n5", []string{"192.168.50.5"}, []string{"10.244.3.0/24"}),
 	}}
@@ -97,7 +97,7 @@ func TestReconcileRemovesStaleAndFollowsAddressChanges(t *testing.T) {
 	if got := kindnetRoutes(t, ns.NL); !slices.Equal(got, want) {
 		t.Fatalf("routes = %v, want %v", got, want)
 	}
-	if _, err := r.Reconcile(ctx, &cluster.Snapshot{}); err != nil {
+	if _, err := r.Reconcile(ctx, &model.Snapshot{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := kindnetRoutes(t, ns.NL); len(got) != 0 {
@@ -121,7 +121,7 @@ func TestReconcileNeverTouchesForeignRoutes(t *testing.T) {
 		}
 	}
 	r := &Reconciler{Handle: ns.NL}
-	snap := &cluster.Snapshot{Peers: []cluster.Peer{
+	snap := &model.Snapshot{Peers: []model.Peer{
 		peer("n7", []string{"192.168.50.7"}, []string{"10.244.7.0/24"}),
 		peer("far", []string{"10.9.0.9"}, []string{"10.244.9.0/24"}),
 	}}

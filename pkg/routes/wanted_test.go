@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // nextDeleted waits for the next kindnet route deletion event.
@@ -57,7 +57,7 @@ func TestWantedIsTrueOnlyForDeletionsOfRoutesTheReconcileKeeps(t *testing.T) {
 	ctx := context.Background()
 	n2 := peer("n2", []string{"192.168.50.2", "fd00:50::2"}, []string{"10.244.2.0/24", "fd00:10:244:2::/64"})
 	n3 := peer("n3", []string{"192.168.50.3", "fd00:50::3"}, []string{"10.244.3.0/24", "fd00:10:244:3::/64"})
-	res, err := r.Reconcile(ctx, &cluster.Snapshot{Peers: []cluster.Peer{n2, n3}})
+	res, err := r.Reconcile(ctx, &model.Snapshot{Peers: []model.Peer{n2, n3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestWantedIsTrueOnlyForDeletionsOfRoutesTheReconcileKeeps(t *testing.T) {
 		t.Fatalf("the duplicate's deletion %+v: Wanted %v, want the metric-5 route and false", d, res.Wanted(d))
 	}
 	// n3 leaves: its two routes are the reconcile's own deletions.
-	res, err = r.Reconcile(ctx, &cluster.Snapshot{Peers: []cluster.Peer{n2}})
+	res, err = r.Reconcile(ctx, &model.Snapshot{Peers: []model.Peer{n2}})
 	if err != nil {
 		t.Fatal(err)
 	}

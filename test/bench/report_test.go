@@ -293,14 +293,14 @@ func TestOtherPiecesBenchmarksAreJudgedOrSayWhyNot(t *testing.T) {
 	}
 }
 
-// RunGoBench drives a real `go test -bench` (pkg/cluster's validation
+// RunGoBench drives a real `go test -bench` (pkg/model's validation
 // benchmark, quick and without root) and reads every run back.
 func TestRunGoBenchRunsABenchmarkOfTheTreeAndReadsEveryRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs a benchmark of pkg/cluster")
+		t.Skip("builds and runs a benchmark of pkg/model")
 	}
 	env := Env{Kindnet: "/nonexistent/kindnet", Log: t.Logf}
-	res := RunGoBench(context.Background(), env, "../..", GoBench{What: "validation", Pkg: "pkg/cluster",
+	res := RunGoBench(context.Background(), env, "../..", GoBench{What: "validation", Pkg: "pkg/model",
 		Bench: "^BenchmarkValidate5000$", BenchTime: "1x", Count: 2, Timeout: 5 * time.Minute})
 	if res.Error != "" {
 		t.Fatal(res.Error)

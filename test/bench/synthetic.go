@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -52,24 +52,24 @@ func synthPodCIDRs(idx int) (netip.Prefix, netip.Prefix) {
 	return netip.PrefixFrom(v4, 24), netip.PrefixFrom(netip.AddrFrom16(b), 64)
 }
 
-func synthNode(idx int, alt bool) cluster.Node {
+func synthNode(idx int, alt bool) model.Node {
 	name := synthSelfName
 	if idx > 0 {
 		name = fmt.Sprintf("node-%05d", idx)
 	}
 	c4, c6 := synthPodCIDRs(idx)
-	return cluster.Node{Name: name,
+	return model.Node{Name: name,
 		Addresses: []string{synthAddr4(idx, alt).String(), synthAddr6(idx).String()},
 		PodCIDRs:  []string{c4.String(), c6.String()}}
 }
 
 // synthView is self plus peers 1..n; peers listed in alt use their
 // alternative IPv4 address.
-func synthView(n int, alt map[int]bool) cluster.View {
+func synthView(n int, alt map[int]bool) model.View {
 	if n > synthMaxPeers {
 		panic(fmt.Sprintf("synthetic cluster holds at most %d peers", synthMaxPeers))
 	}
-	v := cluster.View{Self: synthNode(0, false), Peers: make([]cluster.Node, 0, n)}
+	v := model.View{Self: synthNode(0, false), Peers: make([]model.Node, 0, n)}
 	for i := 1; i <= n; i++ {
 		v.Peers = append(v.Peers, synthNode(i, alt[i]))
 	}
@@ -77,9 +77,9 @@ func synthView(n int, alt map[int]bool) cluster.View {
 }
 
 // nodeObjects turns a view into nodes-file entries (self included).
-func nodeObjects(v cluster.View) []lab.NodeObject {
+func nodeObjects(v model.View) []lab.NodeObject {
 	out := make([]lab.NodeObject, 0, len(v.Peers)+1)
-	for _, n := range append([]cluster.Node{v.Self}, v.Peers...) {
+	for _, n := range append([]model.Node{v.Self}, v.Peers...) {
 		out = append(out, lab.NodeObject{Name: n.Name, Addresses: n.Addresses, PodCIDRs: n.PodCIDRs})
 	}
 	return out

@@ -9,16 +9,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/config"
+	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nodesfile"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
 // synthPolicy is what the agent of a synthetic node validates against:
 // its config's clusterCIDRs and the addresses and subnet of its one link.
-func synthPolicy() cluster.Policy {
+func synthPolicy() model.Policy {
 	s4, s6 := synthSelfAddrs()
-	return cluster.Policy{ClusterCIDRs: []netip.Prefix{synthCluster4, synthCluster6},
+	return model.Policy{ClusterCIDRs: []netip.Prefix{synthCluster4, synthCluster6},
 		HostAddrs: []netip.Addr{s4, s6}, HostSubnets: []netip.Prefix{synthNet4, synthNet6}}
 }
 
@@ -37,7 +39,7 @@ func TestSyntheticClusterIsAcceptedWholeByValidation(t *testing.T) {
 		{"300 peers, past the first /24 boundaries", 300, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := cluster.Validate(synthView(c.peers, c.alt), synthPolicy())
+			s := model.Validate(synthView(c.peers, c.alt), synthPolicy())
 			if len(s.Rejected) != 0 || len(s.Peers) != c.peers {
 				t.Fatalf("%d peers accepted, %d rejected (first: %+v)", len(s.Peers), len(s.Rejected), s.Rejected)
 			}
@@ -83,7 +85,7 @@ func TestSyntheticNodesFileAndCacheReadBackAsTheSameView(t *testing.T) {
 	if err := nf.WriteNodesFile(nodeObjects(want)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := (&cluster.NodesFile{Path: nf.NodesFile, Self: synthSelfName}).Read()
+	got, err := (&nodesfile.Source{Path: nf.NodesFile, Self: synthSelfName}).Read()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func TestSyntheticNodesFileAndCacheReadBackAsTheSameView(t *testing.T) {
 		t.Fatalf("nodes file read back as a different view:\n got %+v\nwant %+v", got.Peers[:2], want.Peers[:2])
 	}
 
-	c := &cluster.Cache{Path: filepath.Join(dir, "state", "cluster-view.json"), Node: synthSelfName}
+	c := &cache.File{Path: filepath.Join(dir, "state", "cluster-view.json"), Node: synthSelfName}
 	if _, err := c.Save(want); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/kindnet-dev/kindnet/pkg/cluster"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
@@ -93,8 +94,8 @@ func (h *synthHost) conflistPath() string { return filepath.Join(h.dir, "cni", "
 
 // writeCache writes the cache exactly as the agent does, with the agent's
 // own code.
-func (h *synthHost) writeCache(v cluster.View) error {
-	_, err := (&cluster.Cache{Path: h.cachePath(), Node: synthSelfName}).Save(v)
+func (h *synthHost) writeCache(v model.View) error {
+	_, err := (&cache.File{Path: h.cachePath(), Node: synthSelfName}).Save(v)
 	return err
 }
 

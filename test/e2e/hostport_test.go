@@ -94,3 +94,70 @@ func TestHostPortReachedFromAnotherNodeTheNodeAndThePodItself(t *testing.T) {
 		})
 	}
 }
+
+// The scenario of the upstream conformance test "HostPort validates that
+// there is no conflict between pods with same hostPort but different
+// hostIP and protocol", through the agent-written conflist and libcni: one
+// pod's hostPort on 127.0.0.1, another's on the node's address, same port,
+// both reached from the node; the first sees a masqueraded source, never
+// a loopback one. CHECK passes, route_localnet stays off on all, default
+// and the node's external interface, and DEL of one pod leaves the other.
+func TestHostPortOnLocalhostBesideTheNodeAddress(t *testing.T) {
+	for _, mode := range []string{"ptp", "bridge"} {
+		t.Run(mode, func(t *testing.T) {
+			o := labOptions(t)
+			o.Nodes, o.PodsPerNode, o.CNIPlugin = 1, 0, mode
+			l := newLab(t, o)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			n1 := l.Nodes[0]
+			const port = 30081
+			onLo, err := l.AddPod(ctx, n1, "onlo", lab.PortMapping{HostPort: port, ContainerPort: lab.WhoamiPort, Protocol: "tcp", HostIP: "127.0.0.1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			onNode, err := l.AddPod(ctx, n1, "onnode", lab.PortMapping{HostPort: port, ContainerPort: lab.WhoamiPort, Protocol: "tcp", HostIP: n1.IPv4.String()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []*lab.Pod{onLo, onNode} {
+				if err := l.Serve(ctx, p.NS); err != nil {
+					t.Fatal(err)
+				}
+			}
+			localhost := netip.MustParseAddr("127.0.0.1")
+			var seen netip.Addr
+			eventually(t, 10*time.Second, "127.0.0.1 hostPort from the node", func() error {
+				seen, err = fetch(ctx, l, n1.NS, localhost, port)
+				return err
+			})
+			if !seen.IsValid() || seen.IsLoopback() {
+				t.Errorf("the pod behind 127.0.0.1:%d saw source %s: loopback traffic must be masqueraded", port, seen)
+			}
+			if seen, err := fetch(ctx, l, n1.NS, n1.IPv4, port); err != nil || seen != n1.IPv4 {
+				t.Errorf("%s:%d from the node: saw %s, %v; want the node's own address", n1.IPv4, port, seen, err)
+			}
+			if _, err := l.CNI(ctx, n1, "check", onLo); err != nil {
+				t.Errorf("CHECK of the pod on 127.0.0.1: %v", err)
+			}
+			for _, key := range []string{"all", "default", "eth0"} {
+				out, err := lab.Exec(ctx, n1.NS, "sysctl", "-n", "net.ipv4.conf."+key+".route_localnet")
+				if err != nil || strings.TrimSpace(out) != "0" {
+					t.Errorf("net.ipv4.conf.%s.route_localnet on the node = %q (%v), want 0", key, strings.TrimSpace(out), err)
+				}
+			}
+			if err := l.DelPod(ctx, onLo); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fetch(ctx, l, n1.NS, localhost, port); err == nil {
+				t.Errorf("127.0.0.1:%d still answers after DEL of its pod", port)
+			}
+			if _, err := fetch(ctx, l, n1.NS, n1.IPv4, port); err != nil {
+				t.Errorf("%s:%d stopped answering when the other pod went: %v", n1.IPv4, port, err)
+			}
+			if err := l.DelPod(ctx, onNode); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

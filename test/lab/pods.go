@@ -21,11 +21,17 @@ type PortMapping struct {
 	HostPort      int    `json:"hostPort"`
 	ContainerPort int    `json:"containerPort"`
 	Protocol      string `json:"protocol"`
+	// HostIP limits the mapping to one address of the node; empty: all.
+	HostIP string `json:"hostIP,omitempty"`
 }
 
 // flag renders the mapping for `kindnet-lab cni --port`.
 func (m PortMapping) flag() string {
-	return fmt.Sprintf("%d:%d/%s", m.HostPort, m.ContainerPort, m.Protocol)
+	f := fmt.Sprintf("%d:%d/%s", m.HostPort, m.ContainerPort, m.Protocol)
+	if m.HostIP != "" {
+		f += "@" + m.HostIP
+	}
+	return f
 }
 
 // AddPod creates a pod namespace on node n and wires it by running the

@@ -47,6 +47,9 @@ mount -t proc proc "$r/proc"
 mount -t sysfs sysfs "$r/sys"
 mount --rbind /dev "$r/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$r/run"
+# A /tmp of its own: the machine's /tmp (the overlay's lower layer) may hold
+# anything, such as a file where a test puts a directory.
+mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
 if [ "$mode" = systemd ]; then
 	# The cgroup namespace's root is the sandbox's own cgroup.
 	mount -t cgroup2 cgroup2 "$r/sys/fs/cgroup"
@@ -355,5 +358,24 @@ func removeCgroup(dir string) error {
 			return last
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSandboxHasATmpOfItsOwn: the fixed paths tests use under the
+// sandbox's /tmp never meet what the machine's /tmp holds.
+func TestSandboxHasATmpOfItsOwn(t *testing.T) {
+	hostFile := filepath.Join(t.TempDir(), "seen-from-the-sandbox")
+	if !strings.HasPrefix(hostFile, "/tmp/") {
+		t.Skipf("the test's temp dir %s is not under /tmp (TMPDIR is set)", hostFile)
+	}
+	if err := os.WriteFile(hostFile, []byte("host"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newSandbox(t, holdMode)
+	if out, _, err := s.run("cat", hostFile); err == nil {
+		t.Fatalf("the sandbox sees the machine's %s (%q)", hostFile, out)
+	}
+	if out, _, err := s.run("find", "/tmp", "-mindepth", "1"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("sandbox /tmp not empty: %q %v", out, err)
 	}
 }

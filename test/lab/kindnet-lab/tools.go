@@ -66,7 +66,7 @@ func cniCmd() *cobra.Command {
 	f.StringVar(&id, "container-id", "", "container ID")
 	f.StringVar(&ifname, "ifname", "eth0", "interface name inside the pod")
 	f.StringVar(&pod, "pod-name", "", "pod name (K8S_POD_NAME)")
-	f.StringArrayVar(&ports, "port", nil, "hostPort as HOSTPORT:CONTAINERPORT[/PROTOCOL] (repeatable)")
+	f.StringArrayVar(&ports, "port", nil, "hostPort as HOSTPORT:CONTAINERPORT[/PROTOCOL][@HOSTIP] (repeatable)")
 	return cmd
 }
 
@@ -76,14 +76,19 @@ func parsePorts(ports []string) ([]map[string]any, error) {
 	for _, p := range ports {
 		var host, container int
 		proto := "tcp"
-		spec, pr, ok := strings.Cut(p, "/")
+		rest, hostIP, withIP := strings.Cut(p, "@")
+		spec, pr, ok := strings.Cut(rest, "/")
 		if ok {
 			proto = pr
 		}
-		if _, err := fmt.Sscanf(spec, "%d:%d", &host, &container); err != nil {
-			return nil, fmt.Errorf("--port %q: expected HOSTPORT:CONTAINERPORT[/PROTOCOL]", p)
+		if _, err := fmt.Sscanf(spec, "%d:%d", &host, &container); err != nil || (withIP && hostIP == "") {
+			return nil, fmt.Errorf("--port %q: expected HOSTPORT:CONTAINERPORT[/PROTOCOL][@HOSTIP]", p)
 		}
-		out = append(out, map[string]any{"hostPort": host, "containerPort": container, "protocol": proto})
+		m := map[string]any{"hostPort": host, "containerPort": container, "protocol": proto}
+		if withIP {
+			m["hostIP"] = hostIP
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

@@ -1,4 +1,10 @@
-package cluster
+// Package cache keeps the last good cluster view on disk, under the agent's
+// state directory, so that after a reboot the agent installs routes, the
+// masquerade rules and the CNI config before any source can be read.
+//
+// It owns that one file (written atomically, mode 0600) and its format; it
+// never touches another file, the kernel or a source.
+package cache
 
 import (
 	"encoding/json"
@@ -9,26 +15,27 @@ import (
 	"path/filepath"
 
 	"github.com/kindnet-dev/kindnet/pkg/atomicfile"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 const cacheVersion = 1
 
 // cacheFile is the on-disk form of the cache.
 type cacheFile struct {
-	Version int    `json:"version"`
-	Node    string `json:"node"`
-	View    View   `json:"view"`
+	Version int        `json:"version"`
+	Node    string     `json:"node"`
+	View    model.View `json:"view"`
 }
 
-// Cache is the last good View, kept under the state directory so that after
+// File is the last good View, kept under the state directory so that after
 // a reboot the agent can install routes before the API server is reachable.
-type Cache struct {
+type File struct {
 	Path string
 	Node string // a cache written for another node name is ignored
 }
 
 // Load reads the cache. It returns (nil, nil) when there is none.
-func (c *Cache) Load() (*View, error) {
+func (c *File) Load() (*model.View, error) {
 	data, err := os.ReadFile(c.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -50,7 +57,7 @@ func (c *Cache) Load() (*View, error) {
 }
 
 // Save writes the view atomically; it reports whether the file changed.
-func (c *Cache) Save(v View) (bool, error) {
+func (c *File) Save(v model.View) (bool, error) {
 	data, err := json.MarshalIndent(cacheFile{Version: cacheVersion, Node: c.Node, View: v}, "", " ")
 	if err != nil {
 		return false, err

@@ -1,4 +1,4 @@
-package cluster
+package model
 
 // This is validation as it was before the claims index: every check scans
 // the peers accepted so far. It is kept, in a test only, as the reference

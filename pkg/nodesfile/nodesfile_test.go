@@ -1,4 +1,4 @@
-package cluster
+package nodesfile
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 func TestParseKubectlListOutput(t *testing.T) {
@@ -15,11 +18,11 @@ func TestParseKubectlListOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes, err := ParseNodes(data)
+	nodes, err := Parse(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := ViewFromNodes("n1", nodes, AddressPolicy{})
+	v := kubenode.ToView("n1", nodes, kubenode.AddressPolicy{})
 	if !slices.Equal(v.Self.Addresses, []string{"192.168.100.11", "fd00:100::11"}) ||
 		!slices.Equal(v.Self.PodCIDRs, []string{"10.244.1.0/24", "fd00:10:244:1::/64"}) {
 		t.Fatalf("self = %+v", v.Self)
@@ -29,7 +32,7 @@ func TestParseKubectlListOutput(t *testing.T) {
 		t.Fatalf("peers = %+v", v.Peers)
 	}
 	// With ExternalIP allowed, only the family lacking an InternalIP gains one.
-	v = ViewFromNodes("n1", nodes, AddressPolicy{AllowExternalIP: true})
+	v = kubenode.ToView("n1", nodes, kubenode.AddressPolicy{AllowExternalIP: true})
 	if !slices.Equal(v.Peers[0].Addresses, []string{"192.168.100.12", "2001:db8::2"}) {
 		t.Fatalf("with ExternalIP: %v", v.Peers[0].Addresses)
 	}
@@ -49,7 +52,7 @@ kind: NodeList
 items:
 - metadata: {name: c}
 `
-	nodes, err := ParseNodes([]byte(multi))
+	nodes, err := Parse([]byte(multi))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +73,7 @@ func TestParseErrorsNameTheDocument(t *testing.T) {
 		"apiVersion: v1\nkind: Node\nspec: {podCIDRs: 5}\n":             "not a valid Node",
 		"apiVersion: v1\nkind: Node\nmetadata: [\n":                     "document 1",
 	} {
-		_, err := ParseNodes([]byte(body))
+		_, err := Parse([]byte(body))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want %q", body, err, want)
 		}
@@ -94,17 +97,17 @@ func TestNodesFileFollowsChangesAndKeepsLastGoodView(t *testing.T) {
 	write(node("n1", "10.244.1.0/24") + node("n2", "10.244.2.0/24"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := make(chan Update, 8)
-	src := &NodesFile{Path: path, Self: "n1", Interval: 10 * time.Millisecond}
+	out := make(chan model.Update, 8)
+	src := &Source{Path: path, Self: "n1", Interval: 10 * time.Millisecond}
 	go src.Run(ctx, out)
-	next := func() Update {
+	next := func() model.Update {
 		select {
 		case u := <-out:
 			return u
 		case <-time.After(5 * time.Second):
 			t.Fatal("no update from the nodes file source")
 		}
-		return Update{}
+		return model.Update{}
 	}
 	if u := next(); u.View == nil || len(u.View.Peers) != 1 {
 		t.Fatalf("first update %+v", u)
@@ -120,35 +123,5 @@ func TestNodesFileFollowsChangesAndKeepsLastGoodView(t *testing.T) {
 	write(node("n1", "10.244.1.0/24") + node("n2", "10.244.2.0/24") + node("n3", "10.244.3.0/24"))
 	if u := next(); u.View == nil || len(u.View.Peers) != 2 {
 		t.Fatalf("after fix: %+v", u)
-	}
-}
-
-func TestCacheRoundTripAndRefusals(t *testing.T) {
-	dir := t.TempDir()
-	c := &Cache{Path: filepath.Join(dir, "state", "cluster-view.json"), Node: "n1"}
-	if v, err := c.Load(); v != nil || err != nil {
-		t.Fatalf("empty cache: %v %v", v, err)
-	}
-	want := View{Self: Node{Name: "n1", PodCIDRs: []string{"10.244.1.0/24"}}, Peers: []Node{{Name: "n2", Addresses: []string{"192.168.100.12"}}}}
-	if changed, err := c.Save(want); err != nil || !changed {
-		t.Fatalf("save: %v %v", changed, err)
-	}
-	if changed, _ := c.Save(want); changed {
-		t.Fatal("saving the same view rewrote the file")
-	}
-	st, _ := os.Stat(c.Path)
-	if st.Mode().Perm() != 0o600 {
-		t.Fatalf("cache mode %v, want 0600", st.Mode().Perm())
-	}
-	got, err := c.Load()
-	if err != nil || !got.Equal(want) {
-		t.Fatalf("load = %+v, %v", got, err)
-	}
-	if _, err := (&Cache{Path: c.Path, Node: "other"}).Load(); err == nil || !strings.Contains(err.Error(), "written for node") {
-		t.Fatalf("other node: %v", err)
-	}
-	os.WriteFile(c.Path, []byte("{"), 0o600)
-	if _, err := c.Load(); err == nil || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("corrupt: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package cluster
+package model
 
 import (
 	"fmt"
@@ -262,7 +262,7 @@ func parseAddrs(list []string) ([]netip.Addr, string) {
 		if err != nil {
 			return nil, fmt.Sprintf("address %.64q does not parse", s)
 		}
-		if why := unusableAddr(a); why != "" {
+		if why := UnusableAddr(a); why != "" {
 			return nil, fmt.Sprintf("address %s is %s", a, why)
 		}
 		if !hasFamily(out, a) {
@@ -272,7 +272,9 @@ func parseAddrs(list []string) ([]netip.Addr, string) {
 	return out, ""
 }
 
-func unusableAddr(a netip.Addr) string {
+// UnusableAddr says why a pod network must never route via a, or returns
+// "" when it may: validation rejects a node with such an address.
+func UnusableAddr(a netip.Addr) string {
 	switch {
 	case a.Zone() != "":
 		return "scoped to an interface"

@@ -1,4 +1,11 @@
-package cluster
+// Package nodesfile is the static cluster source: a file of Kubernetes Node
+// objects, as `kubectl get nodes -o yaml` prints them, read at start and
+// re-read whenever its content changes. It is how the lab runs, and how a
+// node with no API server runs for good.
+//
+// It only reads the file it is given and sends views; it never writes a
+// file, never talks to an API server and never touches the kernel.
+package nodesfile
 
 import (
 	"bufio"
@@ -17,15 +24,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 // maxNodesFileSize bounds the memory a nodes file can make the agent use.
 const maxNodesFileSize = 64 << 20
 
-// ParseNodes reads Node objects exactly as `kubectl get nodes -o yaml`
+// Parse reads Node objects exactly as `kubectl get nodes -o yaml`
 // prints them: a v1 List or NodeList of Nodes, or a stream of YAML (or JSON)
 // documents each holding one v1 Node.
-func ParseNodes(data []byte) ([]corev1.Node, error) {
+func Parse(data []byte) ([]corev1.Node, error) {
 	if len(data) > maxNodesFileSize {
 		return nil, fmt.Errorf("%d bytes: larger than the %d MiB limit", len(data), maxNodesFileSize>>20)
 	}
@@ -112,30 +122,30 @@ func decodeNode(js []byte) (corev1.Node, error) {
 	return n, nil
 }
 
-// NodesFile is the static source: a file of Node objects, re-read when it
+// Source is the static source: a file of Node objects, re-read when it
 // changes. It is how the lab runs, and how an edge box with no API server
 // runs for good.
-type NodesFile struct {
+type Source struct {
 	Path     string
 	Self     string
-	Policy   AddressPolicy
+	Policy   kubenode.AddressPolicy
 	Interval time.Duration // how often the file is checked for changes; default 1s
 }
 
-// Name implements Source.
-func (f *NodesFile) Name() string { return "nodes file" }
+// Name implements model.Source.
+func (f *Source) Name() string { return "nodes file" }
 
 // Read loads the file once.
-func (f *NodesFile) Read() (View, error) {
+func (f *Source) Read() (model.View, error) {
 	data, err := readLimited(f.Path)
 	if err != nil {
-		return View{}, err
+		return model.View{}, err
 	}
-	nodes, err := ParseNodes(data)
+	nodes, err := Parse(data)
 	if err != nil {
-		return View{}, fmt.Errorf("nodes file %s: %w", f.Path, err)
+		return model.View{}, fmt.Errorf("nodes file %s: %w", f.Path, err)
 	}
-	return ViewFromNodes(f.Self, nodes, f.Policy), nil
+	return kubenode.ToView(f.Self, nodes, f.Policy), nil
 }
 
 func readLimited(path string) ([]byte, error) {
@@ -151,11 +161,11 @@ func readLimited(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Run implements Source. It polls the file's content: polling survives the
+// Run implements model.Source. It polls the file's content: polling survives the
 // file being replaced by rename, deleted and recreated, or written in place,
 // which is every way editors and config tools update a file. An unreadable
 // or broken file is reported and the last good view stays.
-func (f *NodesFile) Run(ctx context.Context, out chan<- Update) error {
+func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 	interval := f.Interval
 	if interval <= 0 {
 		interval = time.Second
@@ -173,16 +183,16 @@ func (f *NodesFile) Run(ctx context.Context, out chan<- Update) error {
 			}
 		}
 		data, err := readLimited(f.Path)
-		var v View
+		var v model.View
 		if err == nil {
 			sum := sha256.Sum256(data)
 			if sum == lastSum && lastErr == "" {
 				continue
 			}
 			var nodes []corev1.Node
-			if nodes, err = ParseNodes(data); err == nil {
+			if nodes, err = Parse(data); err == nil {
 				lastSum = sum
-				v = ViewFromNodes(f.Self, nodes, f.Policy)
+				v = kubenode.ToView(f.Self, nodes, f.Policy)
 			} else {
 				err = fmt.Errorf("nodes file %s: %w", f.Path, err)
 			}
@@ -193,16 +203,16 @@ func (f *NodesFile) Run(ctx context.Context, out chan<- Update) error {
 				if errors.Is(err, fs.ErrNotExist) {
 					err = fmt.Errorf("%w (keeping the last good view)", err)
 				}
-				send(ctx, out, Update{Err: err})
+				send(ctx, out, model.Update{Err: err})
 			}
 			continue
 		}
 		lastErr = ""
-		send(ctx, out, Update{View: &v})
+		send(ctx, out, model.Update{View: &v})
 	}
 }
 
-func send(ctx context.Context, out chan<- Update, u Update) {
+func send(ctx context.Context, out chan<- model.Update, u model.Update) {
 	select {
 	case out <- u:
 	case <-ctx.Done():
