@@ -21,6 +21,9 @@ DEB_DEPS := iproute2 nftables iputils-ping iperf3 containernetworking-plugins pr
 DEB_DEPS += lintian rpmlint rpm shellcheck systemd man-db
 # ... and the benchmarks: GNU time reads the CNI plugin's peak memory.
 DEB_DEPS += time
+# ... and the cluster's container images (test/cluster/images), made of
+# these programs and the files they read: what the e2e tests run in pods.
+DEB_DEPS += busybox-static dash netcat-openbsd curl wget bind9-dnsutils socat libc-bin netbase ca-certificates iptables
 
 # make packages: where they go and who packs them.
 DIST       ?= dist
