@@ -52,7 +52,7 @@ func TestClusterSmoke(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	c, err := Up(ctx, Options{Nodes: 2, StateRoot: t.TempDir(), RepoRoot: repo, Bins: bins, Log: t.Logf,
-		BuildImages: func(dir string) ([]Image, error) { return InterimImages(repo, dir, bins) }}, false)
+		BuildImages: func(dir string) ([]Image, error) { return BuildImages(ctx, repo, dir, t.Logf) }}, false)
 	if c != nil {
 		t.Cleanup(func() { tearDown(t, c) })
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kindnet-dev/kindnet/internal/kubetest"
+	"github.com/kindnet-dev/kindnet/test/cluster/images"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -39,11 +40,27 @@ type Image struct {
 	Path string
 }
 
-// The names the node's runtime and the add-ons use for their images.
+// The names the node's runtime and the add-ons use for their images
+// (package images builds them).
 const (
-	PauseImage   = "registry.k8s.io/pause:3.10.2"
-	CoreDNSImage = "registry.k8s.io/coredns/coredns:v1.14.6"
+	PauseImage   = images.PauseRef
+	CoreDNSImage = images.CoreDNSRef
+	AgnhostImage = images.AgnhostRef
 )
+
+// BuildImages writes the images of package images (pause, agnhost,
+// CoreDNS and the other e2e images) into dir.
+func BuildImages(ctx context.Context, repo, dir string, log func(string, ...any)) ([]Image, error) {
+	archives, err := images.Build(ctx, images.Options{Out: dir, Root: repo, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Image, len(archives))
+	for i, a := range archives {
+		out[i] = Image{Name: a.Ref, Path: a.Path}
+	}
+	return out, nil
+}
 
 // Up builds a cluster and leaves it running. On failure it tears down what
 // it built, unless keep is set (to look at a broken cluster; Down removes

@@ -78,7 +78,7 @@ func upCmd() *cobra.Command {
 		defer cancel()
 		logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 		c, err := cluster.Up(ctx, cluster.Options{Nodes: nodes, RepoRoot: repo, Bins: bins, Log: logf,
-			BuildImages: func(dir string) ([]cluster.Image, error) { return cluster.InterimImages(repo, dir, bins) },
+			BuildImages: func(dir string) ([]cluster.Image, error) { return cluster.BuildImages(ctx, repo, dir, logf) },
 		}, keep)
 		if err != nil {
 			if c != nil && keep {
