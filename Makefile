@@ -29,14 +29,26 @@ DEB_DEPS += busybox-static dash netcat-openbsd curl wget bind9-dnsutils socat li
 DIST       ?= dist
 MAINTAINER ?= kindnet developers <maintainers@users.noreply.r-seed-3403187e.example>
 
+.PHONY: cluster cluster-down cluster-status
+NODES ?= 3
+cluster: deps tools build ## a real cluster (NODES=3): control plane, nodes with kindnet, containerd, kubelet, kube-proxy, CoreDNS (root); docs/cluster.md
+	NODES=$(NODES) scripts/cluster.sh up
+
+cluster-down: ## remove every cluster made by make cluster, every trace (root)
+	scripts/cluster.sh down
+
+cluster-status: ## nodes, pods, kindnet status per node and how to run kubectl, for each cluster (root)
+	scripts/cluster.sh status
+
 .PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages bench-kube soak
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/kindnet (static) and bin/kindnet-lab
+build: ## build bin/kindnet (static), bin/kindnet-lab and bin/kindnet-cluster
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kindnet ./cmd/kindnet
 	$(GO) build -trimpath -o bin/kindnet-lab ./test/lab/kindnet-lab
+	$(GO) build -trimpath -o bin/kindnet-cluster ./test/cluster/kindnet-cluster
 
 packages: ## build $(DIST)/kindnet_<version>_<arch>.deb and kindnet-<version>-1.<arch>.rpm (nfpm)
 	scripts/tools.sh ensure nfpm

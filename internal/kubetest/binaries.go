@@ -40,6 +40,19 @@ func Binaries() (apiserver, etcd string, err error) {
 	return apiserver, etcd, nil
 }
 
+// ToolPath is where scripts/tools.sh caches the tool NAME (it may not be
+// built yet).
+func ToolPath(name string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return toolPath(root, name)
+}
+
+// RepoRoot is the kindnet repository above the working directory.
+func RepoRoot() (string, error) { return repoRoot() }
+
 func toolPath(root, name string) (string, error) {
 	out, err := exec.Command(filepath.Join(root, "scripts", "tools.sh"), "path", name).Output()
 	if err != nil {

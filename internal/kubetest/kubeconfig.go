@@ -65,3 +65,8 @@ func WriteFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// WriteAdminKubeconfig writes the cluster-admin's kubeconfig to path.
+func (s *Server) WriteAdminKubeconfig(path string) error {
+	return s.WriteKubeconfig(path, Kubeconfig{CertPEM: s.adminCert, KeyPEM: s.adminKey})
+}

@@ -20,11 +20,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +43,20 @@ type Options struct {
 	Addr netip.Addr
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
+	// Cluster serves a whole cluster rather than a test of the API alone:
+	// the ServiceAccount admission plugin stays on (pods get tokens), the
+	// kubernetes Service's endpoints are reconciled to Addr (pods reach the
+	// API through its ClusterIP), privileged pods are allowed, and the API
+	// server has a client certificate for kubelets (logs, exec).
+	Cluster bool
+	// ServiceCIDRs is --service-cluster-ip-range (default 10.96.0.0/16);
+	// the first address of each range is in the serving certificate.
+	ServiceCIDRs []netip.Prefix
+	// Detach starts the processes in sessions of their own that outlive
+	// the caller (a command that brings a cluster up and exits); the
+	// caller records their PIDs and stops them. Otherwise they die with
+	// the calling process.
+	Detach bool
 }
 
 // Server is a running etcd + kube-apiserver.
@@ -54,7 +66,7 @@ type Server struct {
 	URL                   string // https://addr:port
 	apiPort, etcdPort     int
 	peerPort              int
-	etcd, api             *proc
+	etcd, api             *Process
 	adminCert, adminKey   []byte
 	dial                  func(ctx context.Context, network, addr string) (net.Conn, error)
 	apiserverBin, etcdBin string
@@ -114,7 +126,7 @@ func Start(ctx context.Context, o Options, apiserverBin, etcdBin string) (*Serve
 	s.URL = "https://" + netip.AddrPortFrom(o.Addr, uint16(s.apiPort)).String()
 	s.dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
 	if o.NetNS != "" {
-		s.dial = dialInNetNS("/run/netns/" + o.NetNS)
+		s.dial = DialInNetNS("/run/netns/" + o.NetNS)
 	}
 	if err := s.writePKI(); err != nil {
 		return nil, fmt.Errorf("write test PKI: %w", err)
@@ -164,9 +176,17 @@ func (s *Server) writePKI() error {
 		return err
 	}
 	s.CA = ca
-	ip := net.IP(s.opts.Addr.AsSlice())
+	ips := []net.IP{net.IP(s.opts.Addr.AsSlice()), net.IPv4(127, 0, 0, 1)}
+	for _, p := range s.serviceCIDRs() {
+		// The kubernetes Service's ClusterIP: the first address of the range.
+		ips = append(ips, net.IP(p.Masked().Addr().Next().AsSlice()))
+	}
 	srvCert, srvKey, err := ca.Issue(CertSpec{CommonName: "kube-apiserver",
-		IPs: []net.IP{ip, net.IPv4(127, 0, 0, 1), net.IPv4(10, 96, 0, 1)}, Names: []string{"localhost", "kubernetes", "kubernetes.default"}})
+		IPs: ips, Names: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}})
+	if err != nil {
+		return err
+	}
+	kubeletCert, kubeletKey, err := ca.Issue(CertSpec{CommonName: "kube-apiserver-kubelet-client", Groups: []string{"system:masters"}})
 	if err != nil {
 		return err
 	}
@@ -180,6 +200,7 @@ func (s *Server) writePKI() error {
 	}
 	for name, data := range map[string][]byte{
 		"ca.crt": ca.CertPEM, "apiserver.crt": srvCert, "apiserver.key": srvKey, "sa.key": saPriv, "sa.pub": saPub,
+		"apiserver-kubelet-client.crt": kubeletCert, "apiserver-kubelet-client.key": kubeletKey,
 	} {
 		if err := os.WriteFile(s.path(name), data, 0o600); err != nil {
 			return err
@@ -212,31 +233,54 @@ func (s *Server) startEtcd(ctx context.Context) error {
 // StartAPIServer starts the API server (again, after StopAPIServer) and
 // waits until /readyz answers 200.
 func (s *Server) StartAPIServer(ctx context.Context) error {
-	if s.api != nil && s.api.alive() {
+	if s.api != nil && s.api.Alive() {
 		return errors.New("kube-apiserver already runs")
 	}
-	p, err := s.spawn("kube-apiserver", s.apiserverBin,
-		"--etcd-servers", "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(s.etcdPort)),
-		"--bind-address", s.opts.Addr.String(), "--advertise-address", s.opts.Addr.String(),
-		"--secure-port", strconv.Itoa(s.apiPort),
-		"--tls-cert-file", s.path("apiserver.crt"), "--tls-private-key-file", s.path("apiserver.key"),
-		"--client-ca-file", s.path("ca.crt"),
-		"--authorization-mode", "Node,RBAC",
-		"--disable-admission-plugins", "ServiceAccount",
-		"--service-account-issuer", "https://kubernetes.default.svc",
-		"--service-account-key-file", s.path("sa.pub"), "--service-account-signing-key-file", s.path("sa.key"),
-		"--service-cluster-ip-range", "10.96.0.0/16",
-		// The default reconciler refuses to advertise a loopback address, and
-		// there is no Service network here anyway.
-		"--endpoint-reconciler-type", "none",
-		"--cert-dir", s.path("apiserver-certs"),
-		"--profiling=false",
-	)
+	p, err := s.spawn("kube-apiserver", s.apiserverBin, s.apiserverArgs()...)
 	if err != nil {
 		return err
 	}
 	s.api = p
 	return s.waitHTTP(ctx, p, s.httpClient(), s.URL+"/readyz", "kube-apiserver")
+}
+
+func (s *Server) serviceCIDRs() []netip.Prefix {
+	if len(s.opts.ServiceCIDRs) == 0 {
+		return []netip.Prefix{netip.MustParsePrefix("10.96.0.0/16")}
+	}
+	return s.opts.ServiceCIDRs
+}
+
+func (s *Server) apiserverArgs() []string {
+	var ranges []string
+	for _, p := range s.serviceCIDRs() {
+		ranges = append(ranges, p.String())
+	}
+	args := []string{
+		"--etcd-servers", "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.etcdPort)),
+		"--bind-address", s.opts.Addr.String(), "--advertise-address", s.opts.Addr.String(),
+		"--secure-port", strconv.Itoa(s.apiPort),
+		"--tls-cert-file", s.path("apiserver.crt"), "--tls-private-key-file", s.path("apiserver.key"),
+		"--client-ca-file", s.path("ca.crt"),
+		"--authorization-mode", "Node,RBAC",
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", s.path("sa.pub"), "--service-account-signing-key-file", s.path("sa.key"),
+		"--service-cluster-ip-range", strings.Join(ranges, ","),
+		"--cert-dir", s.path("apiserver-certs"),
+		"--profiling=false",
+	}
+	if !s.opts.Cluster {
+		// No pods run, so no token is needed; the default reconciler
+		// refuses to advertise a loopback address, and there is no Service
+		// network anyway.
+		return append(args, "--disable-admission-plugins", "ServiceAccount", "--endpoint-reconciler-type", "none")
+	}
+	return append(args,
+		"--allow-privileged=true",
+		"--kubelet-client-certificate", s.path("apiserver-kubelet-client.crt"),
+		"--kubelet-client-key", s.path("apiserver-kubelet-client.key"),
+		"--kubelet-preferred-address-types", "InternalIP",
+	)
 }
 
 // StopAPIServer stops the API server (SIGTERM, then SIGKILL), keeping etcd
@@ -245,14 +289,14 @@ func (s *Server) StopAPIServer() error {
 	if s.api == nil {
 		return nil
 	}
-	return s.api.stop()
+	return s.api.Stop()
 }
 
 // Close stops both processes.
 func (s *Server) Close() {
 	_ = s.StopAPIServer()
 	if s.etcd != nil {
-		_ = s.etcd.stop()
+		_ = s.etcd.Stop()
 	}
 }
 
@@ -287,7 +331,7 @@ func (s *Server) httpClient() *http.Client {
 	}}
 }
 
-func (s *Server) waitHTTP(ctx context.Context, p *proc, hc *http.Client, url, what string) error {
+func (s *Server) waitHTTP(ctx context.Context, p *Process, hc *http.Client, url, what string) error {
 	for {
 		resp, err := hc.Get(url)
 		if err == nil {
@@ -297,81 +341,55 @@ func (s *Server) waitHTTP(ctx context.Context, p *proc, hc *http.Client, url, wh
 			}
 			err = fmt.Errorf("%s: %s", url, resp.Status)
 		}
-		if !p.alive() {
-			return fmt.Errorf("%s exited during start:\n%s", what, tailFile(p.log, 30))
+		if !p.Alive() {
+			return fmt.Errorf("%s exited during start:\n%s", what, tailFile(p.Log, 30))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (last: %v)\n%s", what, ctx.Err(), err, tailFile(p.log, 30))
+			return fmt.Errorf("%s not ready: %w (last: %v)\n%s", what, ctx.Err(), err, tailFile(p.Log, 30))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// proc is a process started by this package, stopped by its PID only.
-type proc struct {
-	name   string
-	pid    int
-	log    string
-	exited chan struct{}
-}
-
 // spawn starts bin inside the namespace (ip netns exec execs it: same PID)
-// or directly. Its output goes to NAME.log in Dir; it dies with the test
-// process (Pdeathsig) so a crashed test leaves nothing running.
-func (s *Server) spawn(name, bin string, args ...string) (*proc, error) {
-	logPath := s.path(name + ".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+// or directly, its output in NAME.log in Dir.
+func (s *Server) spawn(name, bin string, args ...string) (*Process, error) {
+	argv := append([]string{bin}, args...)
+	if s.opts.NetNS != "" {
+		argv = append([]string{"ip", "netns", "exec", s.opts.NetNS}, argv...)
+	}
+	p, err := StartProcess(ProcessSpec{Name: name, Argv: argv, Dir: s.opts.Dir, Log: s.path(name + ".log"), Detach: s.opts.Detach})
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	var cmd *exec.Cmd
-	if s.opts.NetNS != "" {
-		cmd = exec.Command("ip", append([]string{"netns", "exec", s.opts.NetNS, bin}, args...)...)
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
-	cmd.Dir = s.opts.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, pid: cmd.Process.Pid, log: logPath, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	s.opts.Log("kubetest: %s started (pid %d)", name, p.pid)
+	s.opts.Log("kubetest: %s started (pid %d)", name, p.PID)
 	return p, nil
 }
 
-func (p *proc) alive() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
+// Spawn starts another control-plane program (controller-manager,
+// scheduler) the way etcd and the API server run: in the same namespace,
+// with its output in NAME.log in Dir.
+func (s *Server) Spawn(name, bin string, args ...string) (*Process, error) {
+	return s.spawn(name, bin, args...)
 }
 
-// stop sends SIGTERM to the recorded PID, then SIGKILL after 10 s.
-func (p *proc) stop() error {
-	if !p.alive() {
-		return nil
+// PIDs are the processes this server started, by name.
+func (s *Server) PIDs() map[string]int {
+	out := map[string]int{}
+	for _, p := range []*Process{s.etcd, s.api} {
+		if p != nil {
+			out[p.Name] = p.PID
+		}
 	}
-	_ = syscall.Kill(p.pid, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-	}
-	_ = syscall.Kill(p.pid, syscall.SIGKILL)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("%s (pid %d) did not exit", p.name, p.pid)
-	}
+	return out
 }
+
+// Path is a file in the server's directory (ca.crt, sa.key, …).
+func (s *Server) Path(name string) string { return s.path(name) }
+
+// TailFile returns the last n lines of a file, or the error reading it.
+func TailFile(path string, n int) string { return tailFile(path, n) }
 
 func tailFile(path string, n int) string {
 	b, err := os.ReadFile(path)

@@ -9,11 +9,11 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// dialInNetNS returns a dialer whose sockets are created inside the named
+// DialInNetNS returns a dialer whose sockets are created inside the named
 // network namespace: a socket stays in the namespace it was created in, so
 // the test process can talk to a server that only listens in there without
 // any route or address being added anywhere.
-func dialInNetNS(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func DialInNetNS(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		type result struct {
 			c   net.Conn

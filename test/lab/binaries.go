@@ -11,11 +11,17 @@ import (
 // the source tree at repoRoot into a new temporary directory, for the test
 // packages that run whole agents. The caller removes dir when done.
 func BuildBinaries(repoRoot string) (dir string, err error) {
+	return BuildCommands(repoRoot, map[string]string{"kindnet": "./cmd/kindnet", "kindnet-lab": "./test/lab/kindnet-lab"})
+}
+
+// BuildCommands builds each package (static) into a new temporary
+// directory under the name it is mapped from. The caller removes dir.
+func BuildCommands(repoRoot string, cmds map[string]string) (dir string, err error) {
 	dir, err = os.MkdirTemp("", "kindnet-test-bin-")
 	if err != nil {
 		return "", err
 	}
-	for out, pkg := range map[string]string{"kindnet": "./cmd/kindnet", "kindnet-lab": "./test/lab/kindnet-lab"} {
+	for out, pkg := range cmds {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

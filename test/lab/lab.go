@@ -293,7 +293,7 @@ func (l *Lab) Down() error {
 	names, _ := os.ReadDir("/run/netns")
 	for _, e := range names {
 		if strings.HasPrefix(e.Name(), l.ID+"-") {
-			killNSProcesses(e.Name())
+			KillNSProcesses(e.Name())
 			if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
 				errs = append(errs, fmt.Errorf("ip netns del %s: %v: %s", e.Name(), err, out))
 			}
@@ -305,11 +305,11 @@ func (l *Lab) Down() error {
 	return errors.Join(errs...)
 }
 
-// killNSProcesses stops every process still inside a lab namespace (helper
+// KillNSProcesses stops every process still inside a lab namespace (helper
 // servers, an agent that outlived its stop), by the PIDs `ip netns pids`
 // reports for that namespace: a namespace deleted under a running process
 // would keep that process alive in a network nobody can reach.
-func killNSProcesses(ns string) {
+func KillNSProcesses(ns string) {
 	out, err := exec.Command("ip", "netns", "pids", ns).Output()
 	if err != nil {
 		return

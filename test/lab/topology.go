@@ -9,6 +9,39 @@ import (
 	"strings"
 )
 
+// IP runs one iproute2 command and names it in the error.
+func IP(args ...string) error { return ip(args...) }
+
+// IPScript runs several ip commands in order, stopping at the first error.
+func IPScript(cmds ...[]string) error { return script(cmds...) }
+
+// AddNS creates the network namespace name with loopback up.
+func AddNS(name string) error { return addNS(name) }
+
+// NewSwitch creates the namespace name holding the bridge br0, up: the
+// switch that Plug connects hosts to.
+func NewSwitch(name string) error {
+	if err := addNS(name); err != nil {
+		return err
+	}
+	return script(
+		[]string{"-n", name, "link", "add", "br0", "type", "bridge"},
+		[]string{"-n", name, "link", "set", "br0", "up"},
+	)
+}
+
+// Plug creates a veth pair with one end ("eth0") inside ns and the other,
+// named port, inside the switch namespace sw, attached to its bridge. Both
+// ends are created directly in their namespaces: nothing appears on the
+// host.
+func Plug(sw, ns, port string) error {
+	return script(
+		[]string{"link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", sw},
+		[]string{"-n", sw, "link", "set", port, "master", "br0", "up"},
+		[]string{"-n", ns, "link", "set", "eth0", "up"},
+	)
+}
+
 // ip runs one iproute2 command and names it in the error.
 func ip(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
@@ -35,25 +68,11 @@ func addNS(name string) error {
 	)
 }
 
-// plug creates a veth pair with one end ("eth0") inside ns and the other
-// inside the switch namespace, attached to its bridge. Both ends are
-// created directly in their namespaces: nothing appears on the host.
-func (l *Lab) plug(ns, port string) error {
-	return script(
-		[]string{"link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", l.Switch},
-		[]string{"-n", l.Switch, "link", "set", port, "master", "br0", "up"},
-		[]string{"-n", ns, "link", "set", "eth0", "up"},
-	)
-}
+// plug connects ns to the lab's switch (Plug).
+func (l *Lab) plug(ns, port string) error { return Plug(l.Switch, ns, port) }
 
 func (l *Lab) buildTopology() error {
-	if err := addNS(l.Switch); err != nil {
-		return err
-	}
-	if err := script(
-		[]string{"-n", l.Switch, "link", "add", "br0", "type", "bridge"},
-		[]string{"-n", l.Switch, "link", "set", "br0", "up"},
-	); err != nil {
+	if err := NewSwitch(l.Switch); err != nil {
 		return err
 	}
 	if err := l.buildExt(); err != nil {

@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
+	"github.com/kindnet-dev/kindnet/test/lab"
+)
+
+// A node's mount and UTS namespaces show it its own directories at the
+// standard paths, the sysctls kubelet wants, and its name as hostname —
+// and the machine sees none of it: not the sysctl values, not a mount;
+// Down removes everything.
+func TestNodeNamespacesAreTheNodesOwnAndLeaveNothing(t *testing.T) {
+	netnstest.RequireRoot(t)
+	root := t.TempDir()
+	id := newID()
+	c := &Cluster{ID: id, Dir: filepath.Join(root, id)}
+	n := &Node{Name: "node1", NS: id + "-node1", Dir: filepath.Join(c.Dir, "node1"), CgroupRoot: "/" + id + "-node1"}
+	c.Nodes = []*Node{n}
+	t.Cleanup(func() {
+		if err := c.Down(); err != nil {
+			t.Errorf("down: %v", err)
+		}
+	})
+	hostSysctl, _ := os.ReadFile("/proc/sys/kernel/panic")
+	if err := lab.AddNS(n.NS); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.prepareDirs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.own("kindnet-etc"), "config.yaml"), []byte("x: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.upper("usr-bin"), "kindnet-probe"), []byte("#!/bin/sh\necho installed\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := makeCgroupRoot(n.CgroupRoot); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.makeNamespaces(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for cmd, want := range map[string]string{
+		"hostname":                           "node1",
+		"cat /proc/sys/kernel/panic":         "10",
+		"cat /proc/sys/vm/overcommit_memory": "1",
+		"cat /etc/kindnet/config.yaml":       "x: 1",
+		"kindnet-probe":                      "installed",
+		// The machine's files still show through the overlays.
+		"test -x /usr/bin/env && test -e /etc/passwd && echo yes":                  "yes",
+		"findmnt -rn -t nsfs | wc -l":                                              "0",
+		"touch /var/lib/kubelet/f /run/f /etc/cni/net.d/f /etc/newfile && echo ok": "ok",
+	} {
+		out, err := n.run(ctx, "/bin/sh", "-c", cmd)
+		if err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("on the node, %s: got %q (%v), want %q", cmd, out, err, want)
+		}
+	}
+	for _, p := range []string{filepath.Join(n.own("kubelet"), "f"), filepath.Join(n.own("run"), "f"), filepath.Join(n.own("cni-conf"), "f"), filepath.Join(n.upper("etc"), "newfile")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("a file written on the node is not in its directory: %v", err)
+		}
+	}
+	for _, p := range []string{"/etc/newfile", "/usr/bin/kindnet-probe", "/var/lib/kubelet", "/etc/kindnet"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s appeared on the machine", p)
+		}
+	}
+	if now, _ := os.ReadFile("/proc/sys/kernel/panic"); string(now) != string(hostSysctl) {
+		t.Errorf("the machine's kernel.panic changed: %q, was %q", now, hostSysctl)
+	}
+	if err := c.Down(); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), c.Dir) {
+		t.Errorf("mounts left under %s:\n%s", c.Dir, mi)
+	}
+	if _, err := os.Stat(c.Dir); err == nil {
+		t.Errorf("%s left behind", c.Dir)
+	}
+	if _, err := os.Stat("/run/netns/" + n.NS); err == nil {
+		t.Errorf("network namespace %s left behind", n.NS)
+	}
+	mounts, _ := cgroupMounts()
+	for _, m := range mounts {
+		if _, err := os.Stat(filepath.Join(m, n.CgroupRoot)); err == nil {
+			t.Errorf("cgroup %s left in %s", n.CgroupRoot, m)
+		}
+	}
+}
