@@ -129,22 +129,22 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.writeFile("/tmp/kindnet-lab", string(b), 0o755)
-		s.mustRun("mkdir", "-p", "/run/containerd")
-		s.mustRun("systemd-run", "--unit=fake-cri", "--collect", "--", "/tmp/kindnet-lab", "fake-cri", "--socket", "/run/containerd/containerd.sock")
+		s.WriteFile("/tmp/kindnet-lab", string(b), 0o755)
+		s.MustRun("mkdir", "-p", "/run/containerd")
+		s.MustRun("systemd-run", "--unit=fake-cri", "--collect", "--", "/tmp/kindnet-lab", "fake-cri", "--socket", "/run/containerd/containerd.sock")
 		want := "2 peers routed, CNI config written but fakerd reports NetworkReady=false: NetworkPluginNotReady: Network plugin returns error: cni plugin not initialized, nodes file"
-		waitFor(t, "the runtime's answer in the status line", 30*time.Second, func() (bool, string) {
-			st := unitProps(t, s, "kindnet.service", "StatusText")["StatusText"]
+		sandbox.WaitFor(t, "the runtime's answer in the status line", 30*time.Second, func() (bool, string) {
+			st := s.UnitProps("kindnet.service", "StatusText")["StatusText"]
 			return st == want, st
 		})
-		log := s.mustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager")
+		log := s.MustRun("journalctl", "-u", "kindnet", "-o", "cat", "--no-pager")
 		if !strings.Contains(log, "container runtime reports NetworkReady=false although kindnet's CNI config is written") {
 			t.Errorf("no warning about the runtime in the journal:\n%s", log)
 		}
 		// Gone again (its socket removed): nothing to ask, nothing said.
-		s.mustRun("systemctl", "stop", "fake-cri.service")
-		waitFor(t, "the status line without a runtime", 30*time.Second, func() (bool, string) {
-			st := unitProps(t, s, "kindnet.service", "StatusText")["StatusText"]
+		s.MustRun("systemctl", "stop", "fake-cri.service")
+		sandbox.WaitFor(t, "the status line without a runtime", 30*time.Second, func() (bool, string) {
+			st := s.UnitProps("kindnet.service", "StatusText")["StatusText"]
 			return st == "2 peers routed, CNI config ready, nodes file", st
 		})
 	})
