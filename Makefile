@@ -40,6 +40,14 @@ cluster-down: ## remove every cluster made by make cluster, every trace (root)
 cluster-status: ## nodes, pods, kindnet status per node and how to run kubectl, for each cluster (root)
 	scripts/cluster.sh status
 
+# The upstream e2e network tests (issue 13): [sig-network] conformance and
+# dual-stack, on a fresh 3-node cluster that is removed afterwards. The
+# report goes to conformance/results/latest.md (and a dated copy).
+.PHONY: conformance
+conformance: deps tools build ## run e2e.test's [sig-network] conformance and dual-stack tests on a fresh cluster; report in conformance/results (root, ~30 min)
+	scripts/tools.sh ensure e2e_test
+	./bin/kindnet-cluster conformance --nodes $(NODES)
+
 .PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages bench-kube soak
 
 help: ## list targets

@@ -29,7 +29,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), statusCmd(), kubectlCmd(), notifySinkCmd())
+	root.AddCommand(upCmd(), downCmd(), statusCmd(), kubectlCmd(), conformanceCmd(), notifySinkCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kindnet-cluster:", err)
 		var ee *exec.ExitError
