@@ -101,15 +101,24 @@ func (c *Cluster) netnsNames() []string {
 // killInMountNS kills every process whose mount namespace is the one
 // pinned at file (compared by inode).
 func killInMountNS(file string) {
+	for _, pid := range mountNSPIDs(file) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// mountNSPIDs lists the processes whose mount namespace is the one
+// pinned at file (compared by inode).
+func mountNSPIDs(file string) []int {
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(file, &fs); err != nil || fs.Type != nsfsMagic {
-		return // not pinned (a plain file): no namespace to look for
+		return nil // not pinned (a plain file): no namespace to look for
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(file, &st); err != nil {
-		return
+		return nil
 	}
 	want := fmt.Sprintf("mnt:[%d]", st.Ino)
+	var out []int
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -117,9 +126,10 @@ func killInMountNS(file string) {
 			continue
 		}
 		if link, err := os.Readlink("/proc/" + e.Name() + "/ns/mnt"); err == nil && link == want {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			out = append(out, pid)
 		}
 	}
+	return out
 }
 
 // nsfsMagic is NSFS_MAGIC: the file system of a pinned namespace.

@@ -42,9 +42,7 @@ func (n *Node) upper(name string) string { return filepath.Join(n.Dir, "upper", 
 func (n *Node) own(name string) string   { return filepath.Join(n.Dir, name) }
 
 // startNode prepares the node's files, namespaces and cgroup, then starts
-// what runs on a node, in the order systemd would: the kindnet agent
-// (kindnet.service, Before=kubelet.service), until its READY=1;
-// containerd; kubelet; kube-proxy.
+// what runs on a node (startServices).
 func (u *upper) startNode(ctx context.Context, n *Node) error {
 	if err := u.nodeFiles(n); err != nil {
 		return err
@@ -55,6 +53,14 @@ func (u *upper) startNode(ctx context.Context, n *Node) error {
 	if err := n.makeNamespaces(); err != nil {
 		return err
 	}
+	return u.startServices(ctx, n, true)
+}
+
+// startServices starts what runs on a node, in the order systemd would
+// (at Up, and again after RestartNode): the agent until READY=1,
+// containerd (importing the images when asked: they stay in
+// /var/lib/containerd across a restart), kubelet, kube-proxy.
+func (u *upper) startServices(ctx context.Context, n *Node, importImages bool) error {
 	if err := u.startAgent(ctx, n); err != nil {
 		return err
 	}
@@ -66,6 +72,9 @@ func (u *upper) startNode(ctx context.Context, n *Node) error {
 		return err
 	}
 	for _, img := range u.o.Images {
+		if !importImages {
+			break
+		}
 		if out, err := n.run(ctx, filepath.Join(bins.Containerd, "ctr"), "--address", nodeContainerdSock, "--namespace", "k8s.io",
 			"images", "import", "--local", "--snapshotter", "overlayfs", img.Path); err != nil {
 			return fmt.Errorf("import %s: %w\n%s", img.Name, err, out)
@@ -318,6 +327,10 @@ func (u *upper) startAgent(ctx context.Context, n *Node) error {
 	}
 	notifyLog := filepath.Join(n.Dir, "notify.log")
 	sock := filepath.Join(n.own("run"), strings.TrimPrefix(nodeNotifySocket, "/run/"))
+	// The notify log is kept across a restart: count the READY=1 lines
+	// said before this start.
+	before, _ := os.ReadFile(notifyLog)
+	readyBefore := strings.Count(string(before), " READY=1\n")
 	sink, err := kubetest.StartProcess(kubetest.ProcessSpec{Name: "notify-sink", Dir: "/", Log: filepath.Join(n.Dir, "notify-sink.log"),
 		Argv: []string{u.o.Bins.Tool, "notify-sink", "--socket", sock, "--out", notifyLog}, Detach: true})
 	if err != nil {
@@ -338,13 +351,17 @@ func (u *upper) startAgent(ctx context.Context, n *Node) error {
 	if err != nil {
 		return err
 	}
-	return waitUntil(ctx, 90*time.Second, "READY=1 from the kindnet agent of "+n.Name, func() (bool, error) {
+	err = waitUntil(ctx, 90*time.Second, "READY=1 from the kindnet agent of "+n.Name, func() (bool, error) {
 		if !agent.Alive() {
 			return false, fmt.Errorf("%w: the agent exited:\n%s", errGaveUp, kubetest.TailFile(agent.Log, 30))
 		}
 		b, _ := os.ReadFile(notifyLog)
-		return strings.Contains(string(b), " READY=1\n"), nil
+		return strings.Count(string(b), " READY=1\n") > readyBefore, nil
 	})
+	if err == nil && u.onAgentReady != nil {
+		u.onAgentReady()
+	}
+	return err
 }
 
 func (u *upper) waitContainerd(ctx context.Context, n *Node) error {

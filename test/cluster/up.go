@@ -140,6 +140,8 @@ type upper struct {
 	c   *Cluster
 	o   Options
 	api *kubetest.Server
+	// onAgentReady, when set, is called once the agent said READY=1.
+	onAgentReady func()
 }
 
 // record notes a started process in the saved state at once.

@@ -45,7 +45,7 @@ var skipReasons = []skipReason{
 func conformanceCmd() *cobra.Command {
 	var nodes int
 	var out, focus string
-	var keep bool
+	var keep, nodeRestart bool
 	cmd := &cobra.Command{
 		Use:   "conformance",
 		Short: "Bring up a cluster, run the upstream e2e network tests against it, write the report, remove the cluster",
@@ -54,6 +54,7 @@ func conformanceCmd() *cobra.Command {
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
 	cmd.Flags().StringVar(&out, "out", "conformance/results", "directory for the report (latest.md and a dated copy)")
 	cmd.Flags().StringVar(&focus, "focus", defaultFocus, "--ginkgo.focus of e2e.test")
+	cmd.Flags().BoolVar(&nodeRestart, "node-restart", true, "after e2e.test, restart the last node as a reboot does and check it comes back (the report's Node restart section)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the cluster running afterwards (remove it with scripts/cluster.sh down)")
 	cmd.RunE = func(*cobra.Command, []string) error {
 		if err := requireRoot(); err != nil {
@@ -61,13 +62,16 @@ func conformanceCmd() *cobra.Command {
 		}
 		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer cancel()
-		return runConformance(ctx, nodes, out, focus, keep)
+		return runConformance(ctx, nodes, out, focus, keep, nodeRestart)
 	}
 	return cmd
 }
 
-func runConformance(ctx context.Context, nodes int, out, focus string, keep bool) (err error) {
+func runConformance(ctx context.Context, nodes int, out, focus string, keep, nodeRestart bool) (err error) {
 	start := time.Now()
+	if nodeRestart && nodes < 2 {
+		return fmt.Errorf("the node-restart check needs 2 nodes or more, not %d: pass --node-restart=false to run without it", nodes)
+	}
 	focusRE, err := regexp.Compile(focus)
 	if err != nil {
 		return fmt.Errorf("--focus: %w", err)
@@ -139,6 +143,15 @@ func runConformance(ctx context.Context, nodes int, out, focus string, keep bool
 	if err != nil {
 		return errors.Join(fmt.Errorf("e2e.test: %v", runErr), err)
 	}
+
+	// Issue 13: a node restarted as a reboot does, on the same cluster,
+	// after the e2e tests; its section goes into the report.
+	var extra string
+	var restartErr error
+	if nodeRestart {
+		logf("restarting %s as a reboot does (node-restart check)", c.Nodes[len(c.Nodes)-1].Name)
+		extra, restartErr = cluster.CheckNodeRestart(ctx, c, cluster.Options{RepoRoot: repo, Bins: bins, Log: logf})
+	}
 	h := conformance.Header{
 		Title:       "kindnet: upstream Kubernetes network conformance",
 		Date:        start,
@@ -148,6 +161,7 @@ func runConformance(ctx context.Context, nodes int, out, focus string, keep bool
 		Skip:        skip,
 		SkipReasons: reasons,
 		Wall:        time.Since(start),
+		Extra:       extra,
 	}
 	if err := writeReports(out, h, r); err != nil {
 		return err
@@ -155,10 +169,14 @@ func runConformance(ctx context.Context, nodes int, out, focus string, keep bool
 	cnt := r.Counts()
 	fmt.Printf("conformance: %d passed, %d failed, %d skipped in %s; report in %s\n",
 		cnt.Passed, cnt.Failed, cnt.Skipped, time.Since(start).Round(time.Second), filepath.Join(out, "latest.md"))
+	var errs []error
 	if cnt.Failed > 0 {
-		return fmt.Errorf("%d tests failed (see the report)", cnt.Failed)
+		errs = append(errs, fmt.Errorf("%d tests failed (see the report)", cnt.Failed))
 	}
-	return nil
+	if restartErr != nil {
+		errs = append(errs, fmt.Errorf("node restart: %w (see the report)", restartErr))
+	}
+	return errors.Join(errs...)
 }
 
 func regexpOrNil(s string) *regexp.Regexp {
