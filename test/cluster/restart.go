@@ -63,6 +63,9 @@ func (c *Cluster) RestartNode(ctx context.Context, name string, o Options) (Rest
 	if err != nil {
 		return t, err
 	}
+	if err := n.flushRuntimeNetwork(ctx); err != nil {
+		return t, err
+	}
 	// A fresh cgroup tree, as at boot (kubelet makes its pod cgroups again).
 	if err := removeCgroupRoot(n.CgroupRoot); err != nil {
 		return t, err
@@ -172,27 +175,96 @@ func zombie(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
+// volatileDirs are the node's own directories whose mounts a reboot
+// drops: what is mounted below them was mounted by the node's programs.
+var volatileDirs = []string{"/run", "/var/lib/kubelet", "/var/lib/containerd"}
+
 // clearVolatile drops, inside the node's mount namespace, every mount
-// made under /run, /var/lib/kubelet and /var/lib/containerd since the
-// node was set up (pod network namespaces, shm, container root file
-// systems, pod volumes), deepest first, and empties /run: what a reboot
-// leaves of them. The node's own mounts (its /run itself, the overlays,
-// the sysctl files) stay.
+// made below the node's /run, /var/lib/kubelet and /var/lib/containerd
+// since the node was set up (pod network namespaces, shm, container root
+// file systems, pod volumes), deepest first, and empties /run: what a
+// reboot leaves of them. The node's own mounts (its /run itself, the
+// overlays, the sysctl files) stay, and so do the machine's mounts that
+// propagated under the directories those cover (they are not the node's).
 func (n *Node) clearVolatile(ctx context.Context) error {
-	script := `set -u
-findmnt -rn -o TARGET | grep -E '^/(run|var/lib/kubelet|var/lib/containerd)/' | sort -r |
-while read -r m; do umount -l "$(printf '%b' "$m")" || exit 1; done
+	mounts, err := n.volatileMounts(ctx)
+	if err != nil {
+		return err
+	}
+	script := `for m; do umount -l "$m" || echo "umount $m failed"; done
 find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-left=$(findmnt -rn -o TARGET | grep -cE '^/run/' || true)
-[ "$left" = 0 ] || { echo "$left mounts left under /run"; exit 1; }
 [ -z "$(ls -A /run)" ] || { echo "/run not empty:"; ls -A /run; exit 1; }
 `
-	argv := append([]string{"nsenter", "--mount=" + n.MountNS(), "--"}, "/bin/sh", "-c", script)
+	argv := append([]string{"nsenter", "--mount=" + n.MountNS(), "--", "/bin/sh", "-c", script, "sh"}, mounts...)
 	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("clear /run of %s: %w: %s", n.Name, err, strings.TrimSpace(string(out)))
 	}
+	if left, err := n.volatileMounts(ctx); err != nil || len(left) > 0 {
+		return fmt.Errorf("mounts left on %s after clearing: %v %v (%s)", n.Name, left, err, strings.TrimSpace(string(out)))
+	}
 	return nil
+}
+
+// volatileMounts lists the mount points of the mounts below the node's
+// volatileDirs mounts (the topmost mount at each), children before their
+// parents, from the node's mountinfo.
+func (n *Node) volatileMounts(ctx context.Context) ([]string, error) {
+	out, err := exec.CommandContext(ctx, "nsenter", "--mount="+n.MountNS(), "--", "cat", "/proc/self/mountinfo").Output()
+	if err != nil {
+		return nil, fmt.Errorf("read the mounts of %s: %w", n.Name, err)
+	}
+	type mount struct{ id, parent, target string }
+	var all []mount
+	children := map[string][]mount{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		m := mount{id: f[0], parent: f[1], target: unescapeMountinfo(f[4])}
+		all = append(all, m)
+		children[m.parent] = append(children[m.parent], m)
+	}
+	var result []string
+	var walk func(id string)
+	walk = func(id string) { // post-order: children first
+		for _, c := range children[id] {
+			walk(c.id)
+			result = append(result, c.target)
+		}
+	}
+	for _, dir := range volatileDirs {
+		top := ""
+		for _, m := range all { // later lines are mounted later: on top
+			if m.target == dir {
+				top = m.id
+			}
+		}
+		if top != "" {
+			walk(top)
+		}
+	}
+	return result, nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // removeStaleVeths waits for the pod veths to vanish from the node's
@@ -246,4 +318,22 @@ func (n *Node) podVeths() ([]string, error) {
 func readProcStat(pid int) (string, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	return string(b), err
+}
+
+// flushRuntimeNetwork drops, in the node's network namespace, what its
+// programs put there and a reboot loses: every nftables table (kindnet's,
+// kube-proxy's) and kindnet's routes (protocol 107). The node's eth0, its
+// addresses and default routes stay: they are the boot-time network
+// configuration the node's OS would set up again.
+func (n *Node) flushRuntimeNetwork(ctx context.Context) error {
+	for _, argv := range [][]string{
+		{"ip", "netns", "exec", n.NS, "nft", "flush", "ruleset"},
+		{"ip", "-n", n.NS, "-4", "route", "flush", "proto", "107"},
+		{"ip", "-n", n.NS, "-6", "route", "flush", "proto", "107"},
+	} {
+		if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }

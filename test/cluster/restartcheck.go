@@ -53,6 +53,8 @@ type restartCheck struct {
 	checks [][2]string // check, result
 	failed bool
 	gcNote string
+	// addrSummary says what the address check counted.
+	addrSummary string
 }
 
 func (r *restartCheck) step(name string, since time.Time) {
@@ -86,7 +88,7 @@ func (r *restartCheck) run(ctx context.Context) error {
 		// Best effort: the namespace goes with the cluster anyway.
 		_, _ = r.c.Kubectl(context.WithoutCancel(ctx), r.o.Bins, nil, "delete", "namespace", restartNS, "--wait=false")
 	}()
-	if _, err := r.c.Kubectl(ctx, r.o.Bins, nil, "-n", restartNS, "wait", "--for=condition=Ready", "pod/peer", "pod/server-a", "pod/server-b", "--timeout=300s"); err != nil {
+	if _, err := r.c.Kubectl(ctx, r.o.Bins, nil, "-n", restartNS, "wait", "--for=condition=Ready", "pod/peer", "pod/server-a", "pod/server-b", "pod/hostnet", "--timeout=300s"); err != nil {
 		return fmt.Errorf("the workload did not become Ready before the restart: %w", err)
 	}
 	before, err := r.containerIDs(ctx)
@@ -103,7 +105,7 @@ func (r *restartCheck) run(ctx context.Context) error {
 	r.step("kill every process of "+r.node.Name, restartAt)
 	r.steps[len(r.steps)-1][1] = r.times.Kill.Round(100 * time.Millisecond).String()
 	r.steps = append(r.steps,
-		[2]string{"clear /run and the node's mounts, fresh cgroups", r.times.Clear.Round(100 * time.Millisecond).String()},
+		[2]string{"drop the node's mounts, empty /run, flush nftables and kindnet routes, fresh cgroups", r.times.Clear.Round(100 * time.Millisecond).String()},
 		[2]string{"kindnet agent started until READY=1", r.times.Agent.Round(100 * time.Millisecond).String()},
 		[2]string{"containerd, kubelet, kube-proxy started", r.times.Others.Round(100 * time.Millisecond).String()})
 
@@ -121,6 +123,9 @@ func (r *restartCheck) run(ctx context.Context) error {
 	r.connectivity(ctx)
 	r.step("connectivity checks", t)
 	r.check("addresses of the pods on "+r.node.Name+" unique, and kindnet's IPAM records = its running sandboxes", r.addressesConsistent(ctx))
+	if last := &r.checks[len(r.checks)-1]; last[1] == "ok" && r.addrSummary != "" {
+		last[1] = "ok: " + r.addrSummary
+	}
 	r.gcNote = r.cniGCNote()
 	if r.failed {
 		return errors.New("node restart: a check failed")
@@ -129,7 +134,7 @@ func (r *restartCheck) run(ctx context.Context) error {
 }
 
 // restartWorkload: two servers on the restarted node (server-a behind a
-// dual-stack Service), a peer on the other.
+// dual-stack Service) and a host-network pod, a peer on the other node.
 func restartWorkload(peer, node string) string {
 	pod := func(name, nodeName, label string) string {
 		return fmt.Sprintf(`---
@@ -153,6 +158,23 @@ kind: Namespace
 metadata:
   name: %[1]s
 `, restartNS) + pod("peer", peer, "peer") + pod("server-a", node, "server-a") + pod("server-b", node, "server-b") +
+		// A host-network pod: a sandbox without CNI attachment, which the
+		// address check must tell from a sandbox missing its record.
+		fmt.Sprintf(`---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+  namespace: %s
+spec:
+  nodeName: %s
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: pause
+    image: %s
+    args: [pause]
+`, restartNS, node, AgnhostImage) +
 		fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
@@ -170,7 +192,7 @@ spec:
 // containerIDs maps the pods of the restarted node to their container IDs.
 func (r *restartCheck) containerIDs(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
-	for _, name := range []string{"server-a", "server-b"} {
+	for _, name := range []string{"server-a", "server-b", "hostnet"} {
 		p, err := r.cs.CoreV1().Pods(restartNS).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return nil, err
@@ -340,9 +362,10 @@ func (r *restartCheck) ipamRecords() ([]ipamRecord, error) {
 }
 
 // runningSandboxes lists the IDs of the pod sandboxes running on the
-// node, from its containerd: containers labelled as sandboxes whose task
-// is RUNNING.
-func (r *restartCheck) runningSandboxes(ctx context.Context) (map[string]bool, error) {
+// node with a pod network, from its containerd: containers labelled as
+// sandboxes whose task is RUNNING, but for those of the host-network pods
+// given (by UID).
+func (r *restartCheck) runningSandboxes(ctx context.Context, hostNetworkUIDs []string) (map[string]bool, error) {
 	ctr := filepath.Join(r.o.Bins.Containerd, "ctr")
 	ids, err := r.node.run(ctx, ctr, "--address", nodeContainerdSock, "--namespace", "k8s.io",
 		"containers", "ls", "-q", `labels."io.cri-containerd.kind"==sandbox`)
@@ -359,9 +382,22 @@ func (r *restartCheck) runningSandboxes(ctx context.Context) (map[string]bool, e
 			running[f[0]] = true
 		}
 	}
+	// Host-network pods' sandboxes have no CNI attachment, hence no
+	// IPAM record: leave them out.
+	hostNet := map[string]bool{}
+	for _, uid := range hostNetworkUIDs {
+		ids, err := r.node.run(ctx, ctr, "--address", nodeContainerdSock, "--namespace", "k8s.io",
+			"containers", "ls", "-q", `labels."io.cri-containerd.kind"==sandbox,labels."io.kubernetes.pod.uid"==`+uid)
+		if err != nil {
+			return nil, fmt.Errorf("ctr containers ls: %w: %s", err, ids)
+		}
+		for _, id := range strings.Fields(ids) {
+			hostNet[id] = true
+		}
+	}
 	out := map[string]bool{}
 	for _, id := range strings.Fields(ids) {
-		if running[id] {
+		if running[id] && !hostNet[id] {
 			out[id] = true
 		}
 	}
@@ -380,11 +416,17 @@ func (r *restartCheck) addressesConsistent(ctx context.Context) error {
 		if err != nil {
 			return false, err
 		}
-		sandboxes, err := r.runningSandboxes(ctx)
+		pods, err := r.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + r.node.Name})
 		if err != nil {
 			return false, err
 		}
-		pods, err := r.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + r.node.Name})
+		var hostNet []string
+		for _, p := range pods.Items {
+			if p.Spec.HostNetwork {
+				hostNet = append(hostNet, string(p.UID))
+			}
+		}
+		sandboxes, err := r.runningSandboxes(ctx, hostNet)
 		if err != nil {
 			return false, err
 		}
@@ -435,7 +477,7 @@ func (r *restartCheck) addressesConsistent(ctx context.Context) error {
 			sort.Strings(problems)
 			return false, errors.New(strings.Join(problems, "; "))
 		}
-		r.o.Log("node restart: %d sandboxes, %d IPAM records, %d pod addresses, consistent", len(sandboxes), len(recs), len(podIPs))
+		r.addrSummary = fmt.Sprintf("%d running sandboxes with a pod network, %d IPAM records, %d pod addresses, all distinct", len(sandboxes), len(recs), len(podIPs))
 		return true, nil
 	})
 }
@@ -464,10 +506,10 @@ func (r *restartCheck) cniGCNote() string {
 			return "containerd's log shows a CNI GC: `" + strings.TrimSpace(line) + "`"
 		}
 	}
-	return "no CNI GC call seen in containerd's log: containerd 2.4's CRI plugin does not call CNI GC " +
-		"(its go-cni v1.1.14 has no GC; the 1.1.0 conflist allows it, nothing calls it). " +
-		"No stale record is left all the same: kindnet's IPAM store is on /run (tmpfs on a real node), which the reboot empties, " +
-		"and the old sandboxes' CNI DEL (kubelet stops them) releases nothing that is in use; the store is checked against the running sandboxes above"
+	return "none seen in containerd's log, and none expected: containerd 2.4's CRI plugin has no caller of CNI GC " +
+		"(neither its source nor go-cni v1.1.14, which it uses, calls libcni's GCNetworkList; the 1.1.0 conflist would allow it). " +
+		"No stale record was left all the same (checked above): kindnet's IPAM store is on /run, which the reboot emptied, " +
+		"and every record in it now belongs to a running sandbox"
 }
 
 // markdown renders the section for the conformance report.
@@ -481,9 +523,10 @@ func (r *restartCheck) markdown(err error) string {
 	fmt.Fprintf(&b, "%s restarted as a reboot does (test/cluster `RestartNode`): every process of the node SIGKILLed "+
 		"(kindnet agent, containerd, kubelet, kube-proxy, shims, pod sandboxes and containers: %d processes), "+
 		"every mount made on it since setup dropped and its `/run` emptied (the pod network namespaces with it; "+
-		"%d host-side pod veths were still there after the namespaces went and had to be deleted), fresh cgroups, "+
+		"%d host-side pod veths were still there after the namespaces went and had to be deleted), its nftables tables "+
+		"and kindnet's routes flushed, fresh cgroups, "+
 		"then the agent started until READY=1, then containerd, kubelet, kube-proxy. "+
-		"Workload: two agnhost pods on %s (one behind a dual-stack Service), one on the other node.\n\n",
+		"Workload: two agnhost pods on %s (one behind a dual-stack Service) and a host-network one, one on the other node.\n\n",
 		name, r.times.Killed, r.times.StaleVeths, name)
 	if len(r.steps) > 0 {
 		b.WriteString("| step | time |\n| --- | --- |\n")
