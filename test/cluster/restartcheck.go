@@ -430,54 +430,12 @@ func (r *restartCheck) addressesConsistent(ctx context.Context) error {
 		if err != nil {
 			return false, err
 		}
-		podIPs := map[netip.Addr]string{}
-		var problems []string
-		for _, p := range pods.Items {
-			if p.Spec.HostNetwork || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
-				continue
-			}
-			for _, s := range podIPStringsOf(&p) {
-				a, _ := netip.ParseAddr(s)
-				if other, dup := podIPs[a]; dup {
-					problems = append(problems, fmt.Sprintf("%s held by pods %s and %s/%s", a, other, p.Namespace, p.Name))
-				}
-				podIPs[a] = p.Namespace + "/" + p.Name
-			}
-		}
-		recIPs := map[netip.Addr]string{}
-		recIDs := map[string]bool{}
-		for _, rec := range recs {
-			recIDs[rec.ContainerID] = true
-			if !sandboxes[rec.ContainerID] {
-				problems = append(problems, fmt.Sprintf("stale IPAM record %s/%s %v (no running sandbox)", short(rec.ContainerID), rec.IfName, rec.IPs))
-			}
-			for _, a := range rec.IPs {
-				if other, dup := recIPs[a]; dup {
-					problems = append(problems, fmt.Sprintf("%s recorded for %s and %s", a, other, short(rec.ContainerID)))
-				}
-				recIPs[a] = short(rec.ContainerID)
-			}
-		}
-		for id := range sandboxes {
-			if !recIDs[id] {
-				problems = append(problems, "running sandbox "+short(id)+" has no IPAM record")
-			}
-		}
-		for a, who := range podIPs {
-			if _, ok := recIPs[a]; !ok {
-				problems = append(problems, fmt.Sprintf("pod %s's %s not in the IPAM store", who, a))
-			}
-		}
-		for a, id := range recIPs {
-			if _, ok := podIPs[a]; !ok {
-				problems = append(problems, fmt.Sprintf("IPAM record %s holds %s, which no running pod has", id, a))
-			}
-		}
+		problems, nPodIPs := addressProblems(recs, sandboxes, pods.Items)
 		if len(problems) > 0 {
 			sort.Strings(problems)
 			return false, errors.New(strings.Join(problems, "; "))
 		}
-		r.addrSummary = fmt.Sprintf("%d running sandboxes with a pod network, %d IPAM records, %d pod addresses, all distinct", len(sandboxes), len(recs), len(podIPs))
+		r.addrSummary = fmt.Sprintf("%d running sandboxes with a pod network, %d IPAM records, %d pod addresses, all distinct", len(sandboxes), len(recs), nPodIPs)
 		return true, nil
 	})
 }
@@ -551,4 +509,57 @@ func (r *restartCheck) markdown(err error) string {
 		fmt.Fprintf(&b, "**Result: passed** in %s.\n", time.Since(r.start).Round(time.Second))
 	}
 	return b.String()
+}
+
+// addressProblems compares a node's running pods (those with a pod
+// network), its running sandboxes and its IPAM records, and says what
+// does not match: an address held by two pods or recorded twice, a record
+// of no running sandbox (stale), a sandbox without a record, a pod
+// address not recorded or a recorded address no pod has. It also returns
+// the number of pod addresses.
+func addressProblems(recs []ipamRecord, sandboxes map[string]bool, pods []corev1.Pod) ([]string, int) {
+	podIPs := map[netip.Addr]string{}
+	var problems []string
+	for _, p := range pods {
+		if p.Spec.HostNetwork || p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, s := range podIPStringsOf(&p) {
+			a, _ := netip.ParseAddr(s)
+			if other, dup := podIPs[a]; dup {
+				problems = append(problems, fmt.Sprintf("%s held by pods %s and %s/%s", a, other, p.Namespace, p.Name))
+			}
+			podIPs[a] = p.Namespace + "/" + p.Name
+		}
+	}
+	recIPs := map[netip.Addr]string{}
+	recIDs := map[string]bool{}
+	for _, rec := range recs {
+		recIDs[rec.ContainerID] = true
+		if !sandboxes[rec.ContainerID] {
+			problems = append(problems, fmt.Sprintf("stale IPAM record %s/%s %v (no running sandbox)", short(rec.ContainerID), rec.IfName, rec.IPs))
+		}
+		for _, a := range rec.IPs {
+			if other, dup := recIPs[a]; dup {
+				problems = append(problems, fmt.Sprintf("%s recorded for %s and %s", a, other, short(rec.ContainerID)))
+			}
+			recIPs[a] = short(rec.ContainerID)
+		}
+	}
+	for id := range sandboxes {
+		if !recIDs[id] {
+			problems = append(problems, "running sandbox "+short(id)+" has no IPAM record")
+		}
+	}
+	for a, who := range podIPs {
+		if _, ok := recIPs[a]; !ok {
+			problems = append(problems, fmt.Sprintf("pod %s's %s not in the IPAM store", who, a))
+		}
+	}
+	for a, id := range recIPs {
+		if _, ok := podIPs[a]; !ok {
+			problems = append(problems, fmt.Sprintf("IPAM record %s holds %s, which no running pod has", id, a))
+		}
+	}
+	return problems, len(podIPs)
 }
