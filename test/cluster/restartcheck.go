@@ -284,7 +284,7 @@ func (r *restartCheck) connectivity(ctx context.Context) {
 				continue
 			}
 			dst := netip.AddrPortFrom(ip, port).String()
-			err := retryFor(ctx, 90*time.Second, func() error {
+			err := retryEvery(ctx, 90*time.Second, 2*time.Second, func() error {
 				_, err := r.c.Kubectl(ctx, r.o.Bins, nil, "-n", restartNS, "exec", from, "--", "/agnhost", "connect", "--timeout=3s", dst)
 				return err
 			})
@@ -318,7 +318,9 @@ func byFamily(ips []string) map[string]netip.Addr {
 	return out
 }
 
-func retryFor(ctx context.Context, d time.Duration, f func() error) error {
+// retryEvery calls f every interval until it succeeds, d has passed or
+// ctx ends; it returns f's last error.
+func retryEvery(ctx context.Context, d, interval time.Duration, f func() error) error {
 	deadline := time.Now().Add(d)
 	for {
 		err := f()
@@ -328,7 +330,7 @@ func retryFor(ctx context.Context, d time.Duration, f func() error) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(2 * time.Second):
+		case <-time.After(interval):
 		}
 	}
 }

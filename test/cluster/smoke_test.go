@@ -101,7 +101,7 @@ func TestClusterSmoke(t *testing.T) {
 	// through a Service it succeeds only if the backend answers).
 	connect := func(what, dst string) {
 		t.Helper()
-		err := retry(ctx, 60*time.Second, func() error {
+		err := retryEvery(ctx, 60*time.Second, time.Second, func() error {
 			_, err := c.Kubectl(ctx, bins, nil, "exec", "client", "--", "/agnhost", "connect", "--timeout=3s", dst)
 			return err
 		})
@@ -126,7 +126,7 @@ func TestClusterSmoke(t *testing.T) {
 	for fam, ip := range podIPs {
 		url := "http://" + netip.AddrPortFrom(ip, 8080).String() + "/hostname"
 		var got string
-		err := retry(ctx, 30*time.Second, func() error {
+		err := retryEvery(ctx, 30*time.Second, time.Second, func() error {
 			var err error
 			got, err = httpGetInNetNS(ctx, node1.NS, url)
 			return err
@@ -207,21 +207,6 @@ func familyAddrs(t *testing.T, what string, ips []string) map[string]netip.Addr 
 		t.Fatalf("%s: want an IPv4 and an IPv6 address, got %v", what, ips)
 	}
 	return out
-}
-
-func retry(ctx context.Context, d time.Duration, f func() error) error {
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 // httpGetInNetNS GETs url over a connection opened inside the named

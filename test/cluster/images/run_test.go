@@ -91,7 +91,8 @@ func TestImagesRunTheirTools(t *testing.T) {
 		{[]string{"getent", "group", "group-defined-in-image"}, "group-defined-in-image:x:50000:user-defined-in-image"},
 		{[]string{"id", "-G", "user-defined-in-image"}, "1000 50000"},
 		{[]string{"/bin/sh", "-c", "seq 3 | tail -n 1 && sleep 0 && test -d /uploads && cat /localhost.crt | head -n 1"}, "3\n-----BEGIN CERTIFICATE-----"},
-		// nc -u both ways over the namespace's loopback, IPv4 and IPv6.
+		// nc -u both ways over the namespace's loopback, IPv4 and IPv6
+		// (/tmp here is the unpacked image's, inside the chroot).
 		{[]string{"/bin/sh", "-c", `ip link set lo up || exit 1
 			for a in 127.0.0.1 ::1; do
 				nc -u -l -W 1 $a 9999 > /tmp/got & pid=$!
