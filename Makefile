@@ -46,6 +46,7 @@ cluster-status: ## nodes, pods, kindnet status per node and how to run kubectl, 
 .PHONY: conformance
 conformance: deps tools build ## run e2e.test's [sig-network] conformance and dual-stack tests on a fresh cluster; report in conformance/results (root, ~30 min)
 	scripts/tools.sh ensure e2e_test
+	scripts/tools.sh ensure ginkgo
 	./bin/kindnet-cluster conformance --nodes $(NODES)
 
 .PHONY: help build test test-unit fuzz bench-cni demo deps tools lint clean packages bench-kube soak

@@ -155,6 +155,18 @@ ensure_e2e_test() {
 	mv -f "$out.tmp" "$out"
 }
 
+# The ginkgo CLI runs e2e.test's specs in parallel processes (make
+# conformance): e2e.test alone runs them one after another. Its version is
+# the one test/kube's go.mod pins, as the CLI and the suite must agree.
+GINKGO_VERSION=v2.32.0
+path_ginkgo() { echo "$CACHE/ginkgo-$GINKGO_VERSION/ginkgo"; }
+ensure_ginkgo() {
+	local d
+	d=$(dirname "$(path_ginkgo)")
+	[ -x "$d/ginkgo" ] && return 0
+	go_install "$d" github.com/onsi/ginkgo/v2/ginkgo@"$GINKGO_VERSION"
+}
+
 # CoreDNS with only the plugins the cluster DNS uses (test/coredns).
 COREDNS_VERSION=v1.14.6
 path_coredns() { echo "$CACHE/coredns-$COREDNS_VERSION/coredns"; }

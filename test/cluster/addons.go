@@ -41,7 +41,8 @@ func (u *upper) waitNodesReady(ctx context.Context, timeout time.Duration) error
 	if err != nil {
 		return err
 	}
-	return waitUntil(ctx, timeout, fmt.Sprintf("%d nodes Ready", len(u.c.Nodes)), func() (bool, error) {
+	all := u.c.AllNodes()
+	return waitUntil(ctx, timeout, fmt.Sprintf("%d nodes Ready", len(all)), func() (bool, error) {
 		if err := u.nodeProcessesAlive(); err != nil {
 			return false, err
 		}
@@ -50,7 +51,7 @@ func (u *upper) waitNodesReady(ctx context.Context, timeout time.Duration) error
 			return false, err
 		}
 		var notReady []string
-		for _, n := range u.c.Nodes {
+		for _, n := range all {
 			why := "not registered"
 			for i := range list.Items {
 				if list.Items[i].Name == n.Name {
@@ -69,6 +70,17 @@ func (u *upper) waitNodesReady(ctx context.Context, timeout time.Duration) error
 		}
 		return true, nil
 	})
+}
+
+// labelControlPlane gives the control-plane node kubeadm's role label
+// (kubelet may not set node-role labels on itself: NodeRestriction).
+func (u *upper) labelControlPlane(ctx context.Context) error {
+	n := u.c.ControlPlaneNode
+	if n == nil {
+		return nil
+	}
+	_, err := u.c.Kubectl(ctx, u.o.Bins, nil, "label", "node", n.Name, ControlPlaneTaint+"=", "--overwrite")
+	return err
 }
 
 // nodeProcessesAlive fails the wait at once when a node's program died.

@@ -2,10 +2,12 @@
 // trying kindnet under a real kubelet, scheduler, kube-proxy and CoreDNS
 // and for the upstream network e2e tests: a control plane (etcd,
 // kube-apiserver, kube-controller-manager allocating dual-stack podCIDRs,
-// kube-scheduler) in one network namespace, and nodes, each in a network,
-// mount and UTS namespace of its own, running what a node runs: the
-// kindnet agent as its package installs it, containerd 2, kubelet and
-// kube-proxy (nftables). All hosts hang off a bridge in a "switch"
+// kube-scheduler) in one network namespace, which is also a node tainted
+// NoSchedule as kubeadm makes it (the API server must reach pods: its
+// proxy, webhooks and the e2e tests use that), and worker nodes, each in a
+// network, mount and UTS namespace of its own. Every node runs what a node
+// runs: the kindnet agent as its package installs it, containerd 2,
+// kubelet and kube-proxy (nftables). All hosts hang off a bridge in a "switch"
 // namespace, like the lab's (test/lab).
 //
 // It never changes the machine's own network, mounts or sysctls: links
@@ -68,7 +70,11 @@ type Cluster struct {
 	Dir    string  `json:"dir"`
 	Switch string  `json:"switch"`
 	CP     Host    `json:"controlPlane"`
-	Nodes  []*Node `json:"nodes"`
+	// ControlPlaneNode is the node in the control plane's namespaces
+	// (kubelet registers it with the control-plane taint).
+	ControlPlaneNode *Node `json:"controlPlaneNode,omitempty"`
+	// Nodes are the worker nodes.
+	Nodes []*Node `json:"nodes"`
 	// Procs are the processes started, in start order.
 	Procs []Proc `json:"procs"`
 	// Ready is set once Up finished.
@@ -91,6 +97,25 @@ type Node struct {
 	Dir  string     `json:"dir"`
 	// CgroupRoot is kubelet's cgroupRoot, made in every hierarchy.
 	CgroupRoot string `json:"cgroupRoot"`
+	// ControlPlane marks the control-plane node: its network namespace is
+	// the control plane's, and kubelet registers it tainted NoSchedule.
+	ControlPlane bool `json:"controlPlane,omitempty"`
+}
+
+// ControlPlaneNodeName is the control-plane node's name (and hostname).
+const ControlPlaneNodeName = "control-plane"
+
+// ControlPlaneTaint is the taint kubeadm puts on a control-plane node;
+// only pods that tolerate it (CoreDNS, say) run there.
+const ControlPlaneTaint = "node-role.kubernetes.io/control-plane"
+
+// AllNodes are the control-plane node (when the cluster has one) and
+// the workers.
+func (c *Cluster) AllNodes() []*Node {
+	if c.ControlPlaneNode == nil {
+		return c.Nodes
+	}
+	return append([]*Node{c.ControlPlaneNode}, c.Nodes...)
 }
 
 // Proc is a process the cluster started.
@@ -176,9 +201,9 @@ func List(root string) ([]string, error) {
 	return ids, nil
 }
 
-// Node returns the node with that name.
+// Node returns the node with that name (the control-plane node's too).
 func (c *Cluster) Node(name string) *Node {
-	for _, n := range c.Nodes {
+	for _, n := range c.AllNodes() {
 		if n.Name == name {
 			return n
 		}

@@ -67,7 +67,16 @@ evictionHard:
   nodefs.available: 1%%
   nodefs.inodesFree: 1%%
   imagefs.available: 1%%
-`, nodeCA, nodeContainerdSock, n.CgroupRoot, DNSIP, nodeResolvConf)
+`, nodeCA, nodeContainerdSock, n.CgroupRoot, DNSIP, nodeResolvConf) + controlPlaneTaints(n)
+}
+
+// controlPlaneTaints: kubelet registers the control-plane node tainted,
+// as kubeadm does, so only pods that tolerate it run there.
+func controlPlaneTaints(n *Node) string {
+	if !n.ControlPlane {
+		return ""
+	}
+	return "registerWithTaints:\n- {key: " + ControlPlaneTaint + ", effect: NoSchedule}\n"
 }
 
 func kubeProxyConfig(n *Node) string {

@@ -70,16 +70,17 @@ func (c *Cluster) Down() error {
 	return errors.Join(errs...)
 }
 
-// nodes are the cluster's nodes; for a cluster whose state was never
-// saved, the node directories found on disk.
+// nodes are the cluster's nodes, the control-plane node's included; for
+// a cluster whose state was never saved, the node directories found on
+// disk.
 func (c *Cluster) nodes() []*Node {
-	if len(c.Nodes) > 0 {
-		return c.Nodes
+	if all := c.AllNodes(); len(all) > 0 {
+		return all
 	}
 	var out []*Node
 	entries, _ := os.ReadDir(c.Dir)
 	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "node") {
+		if e.IsDir() && (strings.HasPrefix(e.Name(), "node") || e.Name() == ControlPlaneNodeName) {
 			out = append(out, &Node{Name: e.Name(), Dir: filepath.Join(c.Dir, e.Name()), CgroupRoot: "/" + c.ID + "-" + e.Name()})
 		}
 	}

@@ -96,3 +96,27 @@ func TestNodeNamespacesAreTheNodesOwnAndLeaveNothing(t *testing.T) {
 		}
 	}
 }
+
+// The control-plane node comes first among all nodes and only its kubelet
+// registers the control-plane taint: workers take every workload.
+func TestOnlyTheControlPlaneNodeIsTainted(t *testing.T) {
+	cp := &Node{Name: ControlPlaneNodeName, ControlPlane: true, CgroupRoot: "/x-control-plane"}
+	w := &Node{Name: "node1", CgroupRoot: "/x-node1"}
+	c := &Cluster{ControlPlaneNode: cp, Nodes: []*Node{w}}
+	if all := c.AllNodes(); len(all) != 2 || all[0] != cp || all[1] != w {
+		t.Fatalf("AllNodes = %v, want the control-plane node then node1", all)
+	}
+	if c.Node(ControlPlaneNodeName) != cp {
+		t.Errorf("Node(%q) does not find the control-plane node", ControlPlaneNodeName)
+	}
+	taint := "registerWithTaints:\n- {key: " + ControlPlaneTaint + ", effect: NoSchedule}\n"
+	if got := kubeletConfig(cp); !strings.HasSuffix(got, taint) {
+		t.Errorf("control-plane kubelet config lacks the taint:\n%s", got)
+	}
+	if got := kubeletConfig(w); strings.Contains(got, "registerWithTaints") {
+		t.Errorf("worker kubelet config is tainted:\n%s", got)
+	}
+	if all := (&Cluster{Nodes: []*Node{w}}).AllNodes(); len(all) != 1 {
+		t.Errorf("a cluster without a control-plane node: AllNodes = %v", all)
+	}
+}

@@ -121,6 +121,22 @@ func TestClusterSmoke(t *testing.T) {
 	connect("pod to a hostPort on the node's IPv4", netip.AddrPortFrom(node2.IPv4, hostPort).String())
 	connect("pod to a hostPort on the node's IPv6", netip.AddrPortFrom(node2.IPv6, hostPort).String())
 
+	// The API server reaches a pod on a worker (its pod proxy: what
+	// kubectl port-forward-less debugging, webhooks and the e2e DNS and
+	// proxy tests use): the control-plane node routes the pod ranges.
+	var proxied string
+	err = retryEvery(ctx, 30*time.Second, time.Second, func() error {
+		b, err := cs.CoreV1().RESTClient().Get().Namespace("default").Resource("pods").
+			SubResource("proxy").Name("server:8080").Suffix("hostname").DoRaw(ctx)
+		proxied = string(b)
+		return err
+	})
+	if err != nil || proxied != "server" {
+		t.Errorf("API server to a pod on %s (pods/server:8080/proxy/hostname): got %q, %v; want \"server\"", node2.Name, proxied, err)
+	} else {
+		t.Logf("ok: API server to a pod on %s through its pod proxy", node2.Name)
+	}
+
 	// From node1's own network namespace: the node reaches the pod on
 	// node2, and it is the right pod (netexec /hostname).
 	for fam, ip := range podIPs {

@@ -46,7 +46,7 @@ func PrintStatus(ctx context.Context, w io.Writer, c *Cluster, bins Binaries) {
 		}
 		fmt.Fprintf(w, "\n$ kubectl %s\n%s", strings.Join(args, " "), out)
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.AllNodes() {
 		fmt.Fprintf(w, "\n%s: kindnet status\n", n.Name)
 		if _, err := os.Stat(filepath.Join(n.Dir, "run", "kindnet")); err != nil {
 			fmt.Fprintf(w, "  not started\n")
@@ -63,7 +63,7 @@ func PrintStatus(ctx context.Context, w io.Writer, c *Cluster, bins Binaries) {
 	}
 	fmt.Fprintf(w, "\nkubectl (as root):\n  %s get nodes\n", c.KubectlHint(bins.Kube("kubectl")))
 	fmt.Fprintf(w, "or: scripts/cluster.sh kubectl %s get nodes\n", c.ID)
-	fmt.Fprintf(w, "logs: %s/node*/log/{kindnet,containerd,kubelet,kube-proxy}.log, %s/cp/*.log\n", c.Dir, c.Dir)
+	fmt.Fprintf(w, "logs: %s/{control-plane,node*}/log/{kindnet,containerd,kubelet,kube-proxy}.log, %s/cp/*.log\n", c.Dir, c.Dir)
 }
 
 func indent(s string) string {

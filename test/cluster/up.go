@@ -119,7 +119,7 @@ func Up(ctx context.Context, o Options, keep bool) (c *Cluster, err error) {
 	if err := u.controlPlane(ctx); err != nil {
 		return c, err
 	}
-	for _, n := range c.Nodes {
+	for _, n := range c.AllNodes() {
 		if err := u.startNode(ctx, n); err != nil {
 			return c, fmt.Errorf("node %s: %w", n.Name, err)
 		}
@@ -128,6 +128,9 @@ func Up(ctx context.Context, o Options, keep bool) (c *Cluster, err error) {
 		return c, err
 	}
 	if err := u.coreDNS(ctx); err != nil {
+		return c, err
+	}
+	if err := u.labelControlPlane(ctx); err != nil {
 		return c, err
 	}
 	c.Ready = true
@@ -154,9 +157,13 @@ func (u *upper) record(name, node string, pid int, log string) error {
 // namespace with an IPv4 and an IPv6 address on the switch and default
 // routes to the control plane's addresses (which forwards nothing: the
 // Service ranges need a route on the node, the Internet is unreachable).
+// The control-plane node lives in the control plane's network namespace,
+// with mount and UTS namespaces of its own like every node.
 func (u *upper) topology() error {
 	c := u.c
 	c.CP = Host{NS: c.ID + "-cp", IPv4: lab.APIIPv4, IPv6: lab.APIIPv6}
+	c.ControlPlaneNode = &Node{Name: ControlPlaneNodeName, NS: c.CP.NS, IPv4: c.CP.IPv4, IPv6: c.CP.IPv6,
+		Dir: filepath.Join(c.Dir, ControlPlaneNodeName), CgroupRoot: "/" + c.ID + "-" + ControlPlaneNodeName, ControlPlane: true}
 	for i := 1; i <= u.o.Nodes; i++ {
 		v4, v6, _, _ := lab.NodeSpec(i)
 		name := fmt.Sprintf("node%d", i)

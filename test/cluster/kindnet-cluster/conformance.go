@@ -43,7 +43,7 @@ var skipReasons = []skipReason{
 }
 
 func conformanceCmd() *cobra.Command {
-	var nodes int
+	var nodes, procs int
 	var out, focus string
 	var keep, nodeRestart bool
 	cmd := &cobra.Command{
@@ -51,7 +51,8 @@ func conformanceCmd() *cobra.Command {
 		Short: "Bring up a cluster, run the upstream e2e network tests against it, write the report, remove the cluster",
 		Args:  cobra.NoArgs,
 	}
-	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
+	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of worker nodes (the control plane is a node of its own, tainted as kubeadm does)")
+	cmd.Flags().IntVar(&procs, "procs", 4, "specs run in parallel (ginkgo processes); [Serial] specs are skipped")
 	cmd.Flags().StringVar(&out, "out", "conformance/results", "directory for the report (latest.md and a dated copy)")
 	cmd.Flags().StringVar(&focus, "focus", defaultFocus, "--ginkgo.focus of e2e.test")
 	cmd.Flags().BoolVar(&nodeRestart, "node-restart", true, "after e2e.test, restart the last node as a reboot does and check it comes back (the report's Node restart section)")
@@ -62,12 +63,12 @@ func conformanceCmd() *cobra.Command {
 		}
 		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer cancel()
-		return runConformance(ctx, nodes, out, focus, keep, nodeRestart)
+		return runConformance(ctx, nodes, procs, out, focus, keep, nodeRestart)
 	}
 	return cmd
 }
 
-func runConformance(ctx context.Context, nodes int, out, focus string, keep, nodeRestart bool) (err error) {
+func runConformance(ctx context.Context, nodes, procs int, out, focus string, keep, nodeRestart bool) (err error) {
 	start := time.Now()
 	if nodeRestart && nodes < 2 {
 		return fmt.Errorf("the node-restart check needs 2 nodes or more, not %d: pass --node-restart=false to run without it", nodes)
@@ -88,6 +89,10 @@ func runConformance(ctx context.Context, nodes int, out, focus string, keep, nod
 	e2e, err := kubetest.ToolPath("e2e_test")
 	if err != nil || !executable(e2e) {
 		return fmt.Errorf("no e2e.test at %q (%v): run scripts/tools.sh ensure e2e_test", e2e, err)
+	}
+	ginkgo, err := kubetest.ToolPath("ginkgo")
+	if err != nil || !executable(ginkgo) {
+		return fmt.Errorf("no ginkgo at %q (%v): run scripts/tools.sh ensure ginkgo", ginkgo, err)
 	}
 	bins, err := binaries()
 	if err != nil {
@@ -119,13 +124,17 @@ func runConformance(ctx context.Context, nodes int, out, focus string, keep, nod
 		return err
 	}
 	jsonReport := filepath.Join(work, "report.json")
-	args := []string{"netns", "exec", c.CP.NS, e2e,
-		"--kubeconfig=" + c.AdminKubeconfig(), "--provider=local", fmt.Sprintf("--num-nodes=%d", nodes),
-		"--ginkgo.focus=" + focus, "--ginkgo.no-color", "--ginkgo.timeout=3h",
-		"--ginkgo.json-report=" + jsonReport, "--report-dir=" + work}
+	// The ginkgo CLI runs the specs in parallel processes, as upstream's
+	// hack/ginkgo-e2e.sh does; e2e.test's own flags follow "--".
+	args := []string{"netns", "exec", c.CP.NS, ginkgo,
+		fmt.Sprintf("--procs=%d", procs), "--focus=" + focus, "--no-color", "--timeout=3h",
+		"--json-report=" + jsonReport}
 	if skip != "" {
-		args = append(args, "--ginkgo.skip="+skip)
+		args = append(args, "--skip="+skip)
 	}
+	args = append(args, e2e, "--",
+		"--kubeconfig="+c.AdminKubeconfig(), "--provider=local", fmt.Sprintf("--num-nodes=%d", nodes),
+		"--report-dir="+work)
 	logPath := filepath.Join(work, "e2e.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
