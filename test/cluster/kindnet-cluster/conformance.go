@@ -165,7 +165,7 @@ func runConformance(ctx context.Context, nodes, procs int, out, focus string, ke
 		Title:       "kindnet: upstream Kubernetes network conformance",
 		Date:        start,
 		Versions:    versions(ctx, bins, e2e),
-		Cluster:     fmt.Sprintf("%d nodes made by scripts/cluster.sh (docs/cluster.md): dual-stack, IPv4 primary, pods 10.244.0.0/16 + fd00:10:244::/56, Services 10.96.0.0/16 + fd00:10:96::/112, kube-proxy in nftables mode, containerd 2, CoreDNS", nodes),
+		Cluster:     fmt.Sprintf("%d worker nodes and a control-plane node (tainted, as kubeadm makes it), made by scripts/cluster.sh (docs/cluster.md); e2e.test run by ginkgo in %d parallel processes; dual-stack, IPv4 primary, pods 10.244.0.0/16 + fd00:10:244::/56, Services 10.96.0.0/16 + fd00:10:96::/112, kube-proxy in nftables mode, containerd 2, CoreDNS", nodes, procs),
 		Focus:       focus,
 		Skip:        skip,
 		SkipReasons: reasons,
