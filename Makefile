@@ -44,7 +44,7 @@ cluster-status: ## nodes, pods, kindnet status per node and how to run kubectl, 
 # dual-stack, on a fresh 3-node cluster that is removed afterwards. The
 # report goes to conformance/results/latest.md (and a dated copy).
 .PHONY: conformance
-conformance: deps tools build ## run e2e.test's [sig-network] conformance and dual-stack tests on a fresh cluster; report in conformance/results (root, ~30 min)
+conformance: deps tools build ## run e2e.test's [sig-network] conformance and dual-stack tests on a fresh cluster; report in conformance/results (root, ~12 min)
 	scripts/tools.sh ensure e2e_test
 	scripts/tools.sh ensure ginkgo
 	./bin/kindnet-cluster conformance --nodes $(NODES)
