@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
 
@@ -373,9 +374,7 @@ func (rs *ruleset) evalRule(t *nftables.Table, r *nftables.Rule, p packet) (tri,
 				// LOG, MARK, … do not decide.
 			}
 		case *expr.Match:
-			if e.Name != "comment" {
-				match = and(match, maybe) // an xtables match it cannot read
-			}
+			match = and(match, xtMatch(e, p))
 		case *expr.Counter, *expr.Log, *expr.Immediate:
 			// counters and logs do not decide; an immediate into a data
 			// register feeds a set statement, not a test.
@@ -389,6 +388,42 @@ func (rs *ruleset) evalRule(t *nftables.Table, r *nftables.Rule, p packet) (tri,
 		}
 	}
 	return match, v
+}
+
+// xtMatch evaluates an xtables match iptables-nft left as one (it
+// translates most to native expressions): comments, and conntrack on the
+// state alone (`-m conntrack --ctstate RELATED,ESTABLISHED`, what Docker
+// and ufw use); any other is uncertain.
+func xtMatch(e *expr.Match, p packet) tri {
+	if e.Name == "comment" {
+		return yes
+	}
+	if e.Name != "conntrack" {
+		return maybe
+	}
+	var base xt.ConntrackMtinfoBase
+	var mask uint16
+	switch i := e.Info.(type) {
+	case *xt.ConntrackMtinfo1:
+		base, mask = i.ConntrackMtinfoBase, uint16(i.StateMask)
+	case *xt.ConntrackMtinfo2:
+		base, mask = i.ConntrackMtinfoBase, i.StateMask
+	case *xt.ConntrackMtinfo3:
+		base, mask = i.ConntrackMtinfoBase, i.StateMask
+	default:
+		return maybe
+	}
+	flags := xt.ConntrackFlags(base.MatchFlags)
+	if flags&^(xt.ConntrackState|xt.ConntrackStateAlias) != 0 || flags&xt.ConntrackState == 0 {
+		return maybe
+	}
+	// xt_conntrack's state bits are nft's: invalid 1, established 2,
+	// related 4, new 8.
+	in := uint32(mask)&p.ctState != 0
+	if base.InvertFlags&uint16(xt.ConntrackState) != 0 {
+		in = !in
+	}
+	return boolTri(in)
 }
 
 func and(a, b tri) tri {
