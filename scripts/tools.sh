@@ -55,7 +55,7 @@ usage() { sed -n '2,9p' "$0"; exit 64; }
 
 # nfpm builds the .deb and .rpm (make packages). Pinned: the package layout
 # and the lintian/rpmlint results are checked against this version.
-NFPM_VERSION=v2.45.2
+NFPM_VERSION=v2.48.0
 TOOLS+=(nfpm)
 path_nfpm() { echo "$CACHE/nfpm-$NFPM_VERSION/nfpm"; }
 ensure_nfpm() {

@@ -33,6 +33,9 @@ func (a *Agent) reconcile(ctx context.Context, why string) bool {
 		return false
 	}
 	a.logPeers(snap)
+	if why == "bootstrap" || why == "resync" {
+		a.checkFirewalls(snap)
+	}
 	began := time.Now()
 	// failed stops what needs a converged host (the cache, NetworkReady);
 	// incomplete only asks for a retry: a route refused for one peer

@@ -76,6 +76,28 @@ type Record struct {
 	// Host is filled only by `kindnet status` when the agent does not
 	// answer: what it found on the host by itself.
 	Host *Host `json:"host,omitempty"`
+	// Firewall is what the last check of other programs' firewalls found
+	// dropping forwarded pod traffic (package firewall).
+	Firewall Firewall `json:"firewall"`
+}
+
+// Firewall is the last check of the host's other firewalls.
+type Firewall struct {
+	Checked time.Time `json:"checked,omitzero"`
+	// Drops lists the firewalls that drop forwarded pod traffic.
+	Drops []FirewallDrop `json:"drops,omitempty"`
+	// Error says why the ruleset could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// FirewallDrop is one chain of another program that drops pod traffic,
+// and the fix in that program's terms.
+type FirewallDrop struct {
+	Owner string `json:"owner"`
+	Table string `json:"table"`
+	Chain string `json:"chain"`
+	What  string `json:"what"`
+	Fix   string `json:"fix"`
 }
 
 // Agent is the process serving the record.
@@ -346,6 +368,7 @@ func (s *Store) Get() Record {
 	r.Peers = slices.Clone(r.Peers)
 	r.Reconcilers = slices.Clone(r.Reconcilers)
 	r.IPAM.Ranges = slices.Clone(r.IPAM.Ranges)
+	r.Firewall.Drops = slices.Clone(r.Firewall.Drops)
 	if b := s.beat.Load(); b != 0 {
 		r.Agent.LastHeartbeat = time.Unix(0, b)
 	}

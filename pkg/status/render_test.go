@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -173,5 +174,30 @@ func TestRenderRuntimeThatDisagrees(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestRenderFirewallThatDrops: the operator of a node where firewalld
+// rejects forwarded traffic reads, in `kindnet status`, who drops it and the
+// exact fix; `-o json` carries the same under "firewall".
+func TestRenderFirewallThatDrops(t *testing.T) {
+	r := healthyRecord()
+	r.Started = t0
+	r.Firewall = Firewall{Checked: t0, Drops: []FirewallDrop{{Owner: "firewalld", Table: "inet firewalld", Chain: "filter_FORWARD",
+		What: "rule handle 12 in chain filter_FORWARD rejects",
+		Fix:  "firewall-cmd --permanent --zone=trusted --add-source=10.244.0.0/16; firewall-cmd --reload"}}}
+	r.Stamp(t0.Add(time.Minute))
+	out := render(t, r, RenderOptions{})
+	want := "degraded: firewalld drops forwarded pod traffic (inet firewalld filter_FORWARD: rule handle 12 in chain filter_FORWARD rejects); " +
+		"fix: firewall-cmd --permanent --zone=trusted --add-source=10.244.0.0/16; firewall-cmd --reload\n"
+	if !strings.HasPrefix(out, want) {
+		t.Errorf("output does not start with %q:\n%s", want, out)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"firewall":{"checked":"2026-`) || !strings.Contains(string(b), `"owner":"firewalld","table":"inet firewalld","chain":"filter_FORWARD"`) {
+		t.Errorf("json lacks the firewall drop: %s", b)
 	}
 }

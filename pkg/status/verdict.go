@@ -64,7 +64,8 @@ const RuntimeGrace = 15 * time.Second
 //     is stale; a reconciler is failing; this node's podCIDR is unusable;
 //     the runtime does not report NetworkReady within RuntimeGrace of the
 //     CNI config being written; the runtime's socket is configured but
-//     missing, or the runtime does not answer;
+//     missing, or the runtime does not answer; another program's firewall
+//     drops forwarded pod traffic;
 //   - healthy otherwise. Pending peers (no podCIDR yet) are normal, and so
 //     is a host where cri.endpoint is auto and no runtime socket exists.
 //
@@ -204,6 +205,9 @@ func degradedReasons(r *Record) []string {
 	}
 	if s := runtimeProblem(r); s != "" {
 		out = append(out, s)
+	}
+	for _, d := range r.Firewall.Drops {
+		out = append(out, fmt.Sprintf("%s drops forwarded pod traffic (%s %s: %s); fix: %s", d.Owner, d.Table, d.Chain, d.What, d.Fix))
 	}
 	return out
 }

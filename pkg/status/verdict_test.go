@@ -112,6 +112,11 @@ func TestJudge(t *testing.T) {
 			r.Runtime = Runtime{State: RuntimeNotFound, Auto: true, Checked: since}
 		}, Healthy, 0, nil},
 		{"runtime check off is fine", func(r *Record) { r.Runtime = Runtime{State: RuntimeDisabled} }, Healthy, 0, nil},
+		{"another firewall drops pod traffic", func(r *Record) {
+			r.Firewall = Firewall{Checked: since, Drops: []FirewallDrop{{Owner: "docker", Table: "ip filter", Chain: "FORWARD", What: "policy drop",
+				Fix: "iptables -I DOCKER-USER -s 10.244.0.0/16 -j ACCEPT; iptables -I DOCKER-USER -d 10.244.0.0/16 -j ACCEPT"}}}
+		}, Degraded, 1, []string{"docker drops forwarded pod traffic (ip filter FORWARD: policy drop); fix: iptables -I DOCKER-USER -s 10.244.0.0/16 -j ACCEPT; iptables -I DOCKER-USER -d 10.244.0.0/16 -j ACCEPT"}},
+		{"a firewall that could not be read is no verdict", func(r *Record) { r.Firewall = Firewall{Checked: since, Error: "netlink: EPERM"} }, Healthy, 0, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
