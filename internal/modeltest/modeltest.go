@@ -28,6 +28,7 @@ func Policy() model.Policy {
 // CheckSnapshot asserts what every reconciler relies on, whatever the input.
 func CheckSnapshot(t testing.TB, s model.Snapshot, pol model.Policy) {
 	t.Helper()
+	checkSelf(t, s, pol)
 	seenCIDR := map[string]string{}
 	seenAddr := map[string]string{}
 	for _, p := range s.Peers {
@@ -53,6 +54,9 @@ func CheckSnapshot(t testing.TB, s model.Snapshot, pol model.Policy) {
 			if len(pol.ClusterCIDRs) > 0 && !containedIn(c, pol.ClusterCIDRs) {
 				t.Fatalf("peer %s: %s outside clusterCIDRs", p.Name, c)
 			}
+			if len(pol.ClusterCIDRs) == 0 && !containedIn(c, model.DefaultPodSpace()) {
+				t.Fatalf("peer %s: %s outside private space with clusterCIDRs empty", p.Name, c)
+			}
 			seenCIDR[c.String()] = p.Name
 		}
 		if fam[true] > 1 || fam[false] > 1 {
@@ -66,6 +70,23 @@ func CheckSnapshot(t testing.TB, s model.Snapshot, pol model.Policy) {
 				t.Fatalf("peers %s and %s share %s", p.Name, owner, a)
 			}
 			seenAddr[a.String()] = p.Name
+		}
+	}
+}
+
+// checkSelf asserts what the CNI config relies on: each own podCIDR
+// leaves a pod address and holds no address of the host (bridge mode's
+// gateway excepted).
+func checkSelf(t testing.TB, s model.Snapshot, pol model.Policy) {
+	t.Helper()
+	for _, c := range s.Self.PodCIDRs {
+		if model.NoPodAddress(c) {
+			t.Fatalf("own podCIDR %s has no pod address", c)
+		}
+		for _, a := range pol.HostAddrs {
+			if c.Contains(a) && !(pol.GatewayOnHost && a == c.Masked().Addr().Next()) {
+				t.Fatalf("own podCIDR %s holds the host's address %s", c, a)
+			}
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cni"
+	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/hostnet"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
@@ -27,6 +28,7 @@ import (
 // loop for a retry with backoff.
 func (a *Agent) reconcile(ctx context.Context, why string) bool {
 	sysctlOK := a.applySysctls(ctx)
+	a.checkFiles()
 	snap, err := a.snapshot()
 	if err != nil {
 		a.log.Error("cannot read the host's addresses; skipping this run", "err", err)
@@ -85,7 +87,9 @@ func (a *Agent) reconcile(ctx context.Context, why string) bool {
 		a.logPeerStates(snap, routeRes)
 	}
 	a.reportNetworkReady(failed)
-	if !failed && a.haveView && a.viewOrigin != "cache" {
+	// A view whose own node was refused is not "good": the cache keeps the
+	// last one that was, so a restart does not lose this node's podCIDRs.
+	if !failed && a.haveView && a.viewOrigin != "cache" && snap.SelfProblem == "" {
 		if changed, err := a.cache.SaveEntry(cache.Entry{View: a.view, Accepted: acceptedNames(snap)}); err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
 			incomplete = true
@@ -174,9 +178,11 @@ func (a *Agent) snapshot() (model.Snapshot, error) {
 		HostAddrs:    facts.Addrs,
 		HostSubnets:  facts.Subnets,
 		Protected:    slices.Concat(facts.Gateways, a.sourceProtected()),
-		Previous:     a.prev,
-		Incumbents:   a.incumbents,
-		Held:         a.held,
+		// bridge mode puts each own range's first address on the bridge
+		GatewayOnHost: a.cfg.CNI.Plugin == config.PluginBridge,
+		Previous:      a.prev,
+		Incumbents:    a.incumbents,
+		Held:          a.held,
 	}), nil
 }
 

@@ -83,6 +83,11 @@ type Policy struct {
 	// Protected are addresses no podCIDR may cover, such as the default
 	// gateway or the API server.
 	Protected []netip.Addr
+	// GatewayOnHost says the host itself holds the first address of each
+	// of this node's podCIDRs (bridge mode puts it on the bridge, and the
+	// CNI plugin's IPAM never hands it out); every other address of this
+	// host inside an own podCIDR makes that podCIDR unusable.
+	GatewayOnHost bool
 	// Previous is the last snapshot. On a conflict (two nodes claiming the
 	// same podCIDR or address) the peer accepted before keeps its claim, so a
 	// newcomer can never take over traffic that already flows.
@@ -249,16 +254,77 @@ func validateSelf(n Node, pol Policy) (Peer, string) {
 			self.Addrs = append(self.Addrs, a.Unmap())
 		}
 	}
-	if len(pol.SelfPodCIDRs) > 0 {
-		self.PodCIDRs = slices.Clone(pol.SelfPodCIDRs)
+	cidrs, reason := pol.SelfPodCIDRs, ""
+	if len(cidrs) == 0 {
+		cidrs, reason = parsePodCIDRs(n.PodCIDRs, pol.ClusterCIDRs)
+	}
+	if reason == "" {
+		reason = ownPodCIDRsProblem(cidrs, pol)
+	}
+	if reason == "" {
+		self.PodCIDRs = slices.Clone(cidrs)
 		return self, ""
 	}
-	cidrs, reason := parsePodCIDRs(n.PodCIDRs, pol.ClusterCIDRs)
-	if reason != "" {
-		return self, "own " + reason
+	problem := "own " + reason
+	// The view's own node is refused, not the pod network it had: pods
+	// keep their addresses, the CNI config and masquerade stay as they
+	// were, as long as the last good ranges still pass on this host.
+	if last := lastGoodSelf(pol); len(last) > 0 {
+		self.PodCIDRs = last
+		problem += fmt.Sprintf("; keeping the last good podCIDRs %s", joinPrefixes(last))
 	}
-	self.PodCIDRs = cidrs
-	return self, ""
+	return self, problem
+}
+
+// lastGoodSelf is this node's podCIDRs in the previous snapshot, when they
+// still pass the checks against the host as it is now.
+func lastGoodSelf(pol Policy) []netip.Prefix {
+	if pol.Previous == nil || len(pol.Previous.Self.PodCIDRs) == 0 {
+		return nil
+	}
+	last := pol.Previous.Self.PodCIDRs
+	for _, p := range last {
+		if badPodCIDR(p, pol.ClusterCIDRs) != "" {
+			return nil
+		}
+	}
+	if ownPodCIDRsProblem(last, pol) != "" {
+		return nil
+	}
+	return slices.Clone(last)
+}
+
+// ownPodCIDRsProblem checks what only this node's own podCIDRs must pass,
+// on top of what every podCIDR passes: each leaves the CNI plugin an
+// address to give a pod, and none holds an address of this host or one it
+// depends on, which the plugin would otherwise hand to a pod.
+func ownPodCIDRsProblem(cidrs []netip.Prefix, pol Policy) string {
+	for _, p := range cidrs {
+		if why := badPodCIDR(p, pol.ClusterCIDRs); why != "" {
+			return fmt.Sprintf("podCIDR %s %s", p, why)
+		}
+		if NoPodAddress(p) {
+			return fmt.Sprintf("podCIDR %s has no usable pod address: a node's pod range must be /30 or wider (IPv6: /126)", p)
+		}
+		for _, a := range pol.HostAddrs {
+			if p.Contains(a) && !(pol.GatewayOnHost && a == p.Masked().Addr().Next()) {
+				return fmt.Sprintf("podCIDR %s contains %s, an address of this host: the CNI plugin would give it to a pod", p, a)
+			}
+		}
+		for _, a := range pol.Protected {
+			if p.Contains(a) {
+				return fmt.Sprintf("podCIDR %s covers %s, an address this host depends on (default gateway or API server)", p, a)
+			}
+		}
+	}
+	return ""
+}
+
+// NoPodAddress reports whether a pod range is too small to give any pod an
+// address: an IPv4 /31 or /32 (no room beside the network and broadcast
+// addresses) or an IPv6 /127 or /128.
+func NoPodAddress(p netip.Prefix) bool {
+	return p.Addr().BitLen()-p.Bits() < 2
 }
 
 type checker struct {
@@ -370,6 +436,35 @@ var specialRanges = []netip.Prefix{
 	netip.MustParsePrefix("ff00::/8"),
 }
 
+// SpecialRange returns the special range p overlaps (this network,
+// loopback, link-local, multicast, reserved, IPv4-mapped), if any: no pod
+// range may touch one.
+func SpecialRange(p netip.Prefix) (netip.Prefix, bool) {
+	for _, sp := range specialRanges {
+		if sp.Overlaps(p) {
+			return sp, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// privateRanges are where podCIDRs may lie when no clusterCIDRs are set:
+// the private and shared address space a cluster's pods usually take.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),     // RFC 1918
+	netip.MustParsePrefix("172.16.0.0/12"),  // RFC 1918
+	netip.MustParsePrefix("192.168.0.0/16"), // RFC 1918
+	netip.MustParsePrefix("100.64.0.0/10"),  // RFC 6598, shared address space
+	netip.MustParsePrefix("fc00::/7"),       // RFC 4193, unique local
+}
+
+// DefaultPodSpace returns the ranges podCIDRs must lie in when clusterCIDRs
+// are empty. Without them, a podCIDR in public space would be routed to a
+// node and left out of masquerade: a Node claiming 8.0.0.0/8 would take
+// every pod's traffic to it. A cluster whose pods use other space lists it
+// in clusterCIDRs.
+func DefaultPodSpace() []netip.Prefix { return slices.Clone(privateRanges) }
+
 // parsePodCIDRs checks what a single node's podCIDRs can be checked for on
 // their own: syntax, network address, size, family, special ranges and
 // clusterCIDRs.
@@ -405,15 +500,22 @@ func badPodCIDR(p netip.Prefix, cluster []netip.Prefix) string {
 	case p.Addr().Is4() && p.Bits() < minBits4, p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() < minBits6:
 		return fmt.Sprintf("is too wide (/%d)", p.Bits())
 	}
-	for _, sp := range specialRanges {
-		if sp.Overlaps(p) {
-			return fmt.Sprintf("overlaps the special range %s", sp)
-		}
+	if sp, ok := SpecialRange(p); ok {
+		return fmt.Sprintf("overlaps the special range %s", sp)
 	}
-	if len(cluster) > 0 && !containedIn(p, cluster) {
+	switch {
+	case len(cluster) > 0 && !containedIn(p, cluster):
 		return fmt.Sprintf("is outside clusterCIDRs (%s)", joinPrefixes(cluster))
+	case len(cluster) == 0 && !containedIn(p, privateRanges):
+		return fmt.Sprintf("is not in private address space (%s), the only space accepted while clusterCIDRs is empty: list the cluster's pod ranges in clusterCIDRs to use it", joinPrefixes(privateRanges))
 	}
 	return ""
+}
+
+// PodCIDRProblem says why p can be no node's podCIDR in a cluster with
+// these clusterCIDRs (empty: DefaultPodSpace applies), or returns "".
+func PodCIDRProblem(p netip.Prefix, cluster []netip.Prefix) string {
+	return badPodCIDR(p, cluster)
 }
 
 // addrConflicts rejects a peer whose address belongs to this host or to an

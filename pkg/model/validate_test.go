@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -258,6 +259,124 @@ func TestPeerAtTheEdgeOfAHostSubnetIsRejected(t *testing.T) {
 	for _, a := range []string{"192.168.8.0", "192.168.8.1", "192.168.100.254", "192.168.7.1"} {
 		if s := Validate(view(Node{Name: "ok", Addresses: []string{a}, PodCIDRs: []string{"10.244.9.0/24"}}), pol); len(s.Peers) != 1 {
 			t.Errorf("%s rejected: %+v", a, s.Rejected)
+		}
+	}
+}
+
+// selfWith is the view of node n1 (policy()) claiming these podCIDRs.
+func selfWith(cidrs ...string) View {
+	v := view()
+	v.Self.PodCIDRs = cidrs
+	return v
+}
+
+func TestOwnPodCIDRWithoutAPodAddressIsRefused(t *testing.T) {
+	for _, c := range []string{"10.244.1.0/31", "10.244.1.5/32", "fd00:10:244:1::/127", "fd00:10:244:1::5/128"} {
+		s := Validate(selfWith(c), policy())
+		if len(s.Self.PodCIDRs) != 0 || !strings.Contains(s.SelfProblem, "no usable pod address") {
+			t.Errorf("own podCIDR %s from the source: self %v problem %q", c, s.Self.PodCIDRs, s.SelfProblem)
+		}
+		pol := policy()
+		pol.SelfPodCIDRs = pfx(c)
+		s = Validate(view(), pol)
+		if len(s.Self.PodCIDRs) != 0 || !strings.Contains(s.SelfProblem, "no usable pod address") {
+			t.Errorf("own podCIDR %s from the config: self %v problem %q", c, s.Self.PodCIDRs, s.SelfProblem)
+		}
+	}
+	for _, c := range []string{"10.244.1.0/30", "fd00:10:244:1::/126"} {
+		if s := Validate(selfWith(c), policy()); s.SelfProblem != "" {
+			t.Errorf("own podCIDR %s refused: %q", c, s.SelfProblem)
+		}
+	}
+}
+
+func TestOwnPodCIDRHoldingAnAddressOfThisHostIsRefused(t *testing.T) {
+	pol := policy()
+	pol.HostAddrs = append(pol.HostAddrs, netip.MustParseAddr("10.244.1.1")) // e.g. on a dummy link
+	s := Validate(view(), pol)
+	if len(s.Self.PodCIDRs) != 0 || !strings.Contains(s.SelfProblem, "contains 10.244.1.1, an address of this host") {
+		t.Fatalf("ptp: self %v problem %q", s.Self.PodCIDRs, s.SelfProblem)
+	}
+	cfg := pol
+	cfg.SelfPodCIDRs = pfx("10.244.1.0/24")
+	if s := Validate(view(), cfg); len(s.Self.PodCIDRs) != 0 || s.SelfProblem == "" {
+		t.Fatalf("from the config: self %v problem %q", s.Self.PodCIDRs, s.SelfProblem)
+	}
+	// Bridge mode: the bridge holds the first address, which IPAM never
+	// hands out; any other host address in the range is still refused.
+	pol.GatewayOnHost = true
+	if s := Validate(view(), pol); s.SelfProblem != "" || len(s.Self.PodCIDRs) != 2 {
+		t.Fatalf("bridge gateway refused: self %v problem %q", s.Self.PodCIDRs, s.SelfProblem)
+	}
+	pol.HostAddrs = append(pol.HostAddrs, netip.MustParseAddr("fd00:10:244:1::7"))
+	if s := Validate(view(), pol); !strings.Contains(s.SelfProblem, "contains fd00:10:244:1::7") {
+		t.Fatalf("bridge mode, other host address: problem %q", s.SelfProblem)
+	}
+	// An address the host depends on (default gateway, API server) too.
+	pol = policy()
+	pol.Protected = append(pol.Protected, netip.MustParseAddr("10.244.1.9"))
+	if s := Validate(view(), pol); !strings.Contains(s.SelfProblem, "covers 10.244.1.9") {
+		t.Fatalf("protected address: problem %q", s.SelfProblem)
+	}
+}
+
+func TestRefusedOwnPodCIDRKeepsTheLastGoodOnes(t *testing.T) {
+	first := Validate(view(), policy())
+	pol := policy()
+	pol.Previous = &first
+	s := Validate(selfWith("10.244.1.0/32"), pol)
+	if !slices.Equal(s.Self.PodCIDRs, first.Self.PodCIDRs) || !strings.Contains(s.SelfProblem, "keeping the last good podCIDRs 10.244.1.0/24, fd00:10:244:1::/64") {
+		t.Fatalf("self %v problem %q: the last good podCIDRs must stay", s.Self.PodCIDRs, s.SelfProblem)
+	}
+	// Last good ranges that no longer pass on this host are not kept.
+	pol.HostAddrs = append(pol.HostAddrs, netip.MustParseAddr("10.244.1.1"))
+	s = Validate(selfWith("10.244.1.0/32"), pol)
+	if len(s.Self.PodCIDRs) != 0 || strings.Contains(s.SelfProblem, "keeping") {
+		t.Fatalf("self %v problem %q", s.Self.PodCIDRs, s.SelfProblem)
+	}
+}
+
+func TestSpecialOwnPodCIDRFromTheConfigIsRefused(t *testing.T) {
+	for _, c := range []string{"169.254.1.0/24", "127.1.0.0/16", "224.1.0.0/16", "ff05::/64", "fe80::/64"} {
+		pol := policy()
+		pol.ClusterCIDRs = nil
+		pol.SelfPodCIDRs = pfx(c)
+		if s := Validate(view(), pol); len(s.Self.PodCIDRs) != 0 || !strings.Contains(s.SelfProblem, "special range") {
+			t.Errorf("%s: self %v problem %q", c, s.Self.PodCIDRs, s.SelfProblem)
+		}
+	}
+}
+
+func TestWithoutClusterCIDRsOnlyPrivatePodCIDRsAreAccepted(t *testing.T) {
+	pol := policy()
+	pol.ClusterCIDRs = nil
+	public := []string{"8.0.0.0/8", "1.2.3.0/24", "100.128.0.0/24", "2001:db8:1::/64", "2a00:1::/64"}
+	for _, c := range public {
+		n := Node{Name: "x", Addresses: []string{"192.168.100.50", "fd00:100::50"}, PodCIDRs: []string{c}}
+		s := Validate(view(n), pol)
+		if len(s.Peers) != 0 || len(s.Rejected) != 1 || !strings.Contains(s.Rejected[0].Reason, "list the cluster's pod ranges in clusterCIDRs") {
+			t.Errorf("peer %s: peers %+v rejected %+v", c, s.Peers, s.Rejected)
+		}
+		// masquerade exempts AllPodCIDRs: public space must not get there
+		if all := s.AllPodCIDRs(); slices.Contains(all, netip.MustParsePrefix(c)) {
+			t.Errorf("peer %s: in the pod ranges masquerade exempts: %v", c, all)
+		}
+		if s := Validate(selfWith(c), pol); len(s.Self.PodCIDRs) != 0 || !strings.Contains(s.SelfProblem, "not in private address space") {
+			t.Errorf("own %s: self %v problem %q", c, s.Self.PodCIDRs, s.SelfProblem)
+		}
+	}
+	for _, c := range []string{"10.9.0.0/24", "172.16.5.0/24", "192.168.7.0/24", "100.64.1.0/24", "fd00:10:244:9::/64"} {
+		n := Node{Name: "x", Addresses: []string{"192.168.100.50", "fd00:100::50"}, PodCIDRs: []string{c}}
+		if s := Validate(view(n), pol); len(s.Peers) != 1 {
+			t.Errorf("private %s rejected: %+v", c, s.Rejected)
+		}
+	}
+	// A range the operator lists in clusterCIDRs is always accepted.
+	pol.ClusterCIDRs = pfx("8.0.0.0/8", "2001:db8::/32")
+	for _, c := range []string{"8.0.0.0/16", "2001:db8:1::/64"} {
+		n := Node{Name: "x", Addresses: []string{"192.168.100.50", "fd00:100::50"}, PodCIDRs: []string{c}}
+		if s := Validate(view(n), pol); len(s.Peers) != 1 {
+			t.Errorf("%s inside clusterCIDRs rejected: %+v", c, s.Rejected)
 		}
 	}
 }
