@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,53 @@ func TestCleanupRefusesDangerousRunDir(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "ipam"), 0o700)
 	if removed, err := removeRunDir(dir); err != nil || !removed {
 		t.Fatalf("removeRunDir(%s) = %v, %v", dir, removed, err)
+	}
+}
+
+func TestConfigValidateRefusesWhatIssue14Names(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string][]string{
+		"runDir: /etc/kubernetes\n":                      {"runDir = \"/etc/kubernetes\"", "expected a directory of kindnet's own"},
+		"stateDir: /var/lib\n":                           {"stateDir = \"/var/lib\""},
+		"cni:\n  confDir: /usr/lib/cni\n":                {"cni.confDir = \"/usr/lib/cni\""},
+		"podCIDRs: [8.0.0.0/24]\n":                       {"podCIDRs[0] = \"8.0.0.0/24\"", "clusterCIDRs"},
+		"podCIDRs: [10.244.1.0/32]\n":                    {"podCIDRs[0]", "no usable pod address"},
+		"clusterCIDRs: [0.0.0.0/1, 128.0.0.0/1]\n":       {"clusterCIDRs", "every IPv4 address"},
+		"clusterCIDRs: [10.244.0.0/16, 127.0.0.0/8]\n":   {"clusterCIDRs[1]", "special range 127.0.0.0/8"},
+		"nodesFile: " + dir + "\n":                       {"nodesFile", "a directory, not a regular file"},
+		"clusterCIDRs: [\"fe80::/64\", 10.244.0.0/16]\n": {"clusterCIDRs[0]", "special range fe80::/10"},
+	}
+	i := 0
+	for body, want := range cases {
+		i++
+		cfg := filepath.Join(dir, fmt.Sprintf("c%d.yaml", i))
+		if !strings.HasPrefix(body, "nodesFile") {
+			body = "nodesFile: /etc/kindnet/nodes.yaml\n" + body
+		}
+		os.WriteFile(cfg, []byte("nodeName: n1\n"+body), 0o600)
+		code, _, errs := runCLI(t, []string{"PATH=/bin"}, "config", "validate", "--config", cfg)
+		if code != ExitBadConfig {
+			t.Errorf("%q: exit %d, want %d\n%s", body, code, ExitBadConfig, errs)
+		}
+		for _, w := range want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("%q: stderr lacks %q:\n%s", body, w, errs)
+			}
+		}
+	}
+}
+
+func TestConfigValidateWarnsAboutAConfigOthersCanWrite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the file must be root-owned to tell the modes apart (run as root, as CI does)")
+	}
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	os.WriteFile(cfg, []byte("nodeName: n1\nnodesFile: /etc/kindnet/nodes.yaml\n"), 0o600)
+	if err := os.Chmod(cfg, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, []string{"PATH=/bin"}, "config", "validate", "--config", cfg)
+	if code != ExitOK || out != "ok\n" || !strings.Contains(errs, "warning: insecure: config file "+cfg) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

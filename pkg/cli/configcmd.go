@@ -23,11 +23,18 @@ func newConfigValidateCmd(e *env) *cobra.Command {
 		Long: `Load the configuration exactly as "kindnet agent" would (file, then KINDNET_*
 variables, then flags) and check every value. Prints "ok" and exits 0 when it
 is valid; otherwise prints each problem with the field, the bad value, where it
-came from and what is expected, and exits 2.`,
+came from and what is expected, and exits 2. A file kindnet trusts (this
+config, the nodes file, the kubeconfig) that a user other than root can change
+is a warning on stderr: valid, but whoever can write it decides what kindnet
+installs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := cf.load(e, cmd.Flags()); err != nil {
+			cfg, err := cf.load(e, cmd.Flags())
+			if err != nil {
 				return err
+			}
+			for _, w := range cfg.FileWarnings() {
+				fmt.Fprintln(e.stderr, "warning: insecure: "+w)
 			}
 			fmt.Fprintln(e.stdout, "ok")
 			return nil

@@ -3,8 +3,9 @@
 // layered (flags > env > file > defaults), and the validation that turns a bad
 // value into an error naming the field, the value and what is expected.
 //
-// It never touches the host: loading and validating a config has no side
-// effects beyond reading the config file and the hostname.
+// It never changes the host: loading and validating a config reads the
+// config file, the hostname and the type of the nodes file (a FIFO there
+// would hang the agent), and nothing else.
 package config
 
 import (

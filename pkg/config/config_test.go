@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -195,5 +196,121 @@ func TestShippedExampleIsValidAndComplete(t *testing.T) {
 	// The example is all comments: loading it gives the defaults.
 	if _, err := Load(Sources{File: "../../packaging/config.yaml", FileRequired: true, Environ: []string{"KINDNET_NODE_NAME=n1"}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// loadErr loads a config file body and returns the error, which must be a
+// *config.Error (exit 2).
+func loadErr(t *testing.T, body string) error {
+	t.Helper()
+	_, err := Load(Sources{File: writeFile(t, body), FileRequired: true})
+	var ce *Error
+	if err != nil && !errors.As(err, &ce) {
+		t.Fatalf("error %v is not a *config.Error", err)
+	}
+	return err
+}
+
+func TestRangesPodsCannotUseAreRefused(t *testing.T) {
+	cases := []struct {
+		name, file string
+		want       []string
+	}{
+		{"loopback clusterCIDR", "clusterCIDRs: [127.0.0.0/8]\n", []string{"clusterCIDRs[0]", "special range 127.0.0.0/8"}},
+		{"multicast clusterCIDR", "clusterCIDRs: [10.244.0.0/16, 224.0.0.0/4]\n", []string{"clusterCIDRs[1]", "special range 224.0.0.0/4"}},
+		{"link-local clusterCIDR", "clusterCIDRs: [169.254.0.0/16]\n", []string{"clusterCIDRs[0]", "special range 169.254.0.0/16"}},
+		{"IPv6 link-local clusterCIDR", "clusterCIDRs: [fe80::/64]\n", []string{"clusterCIDRs[0]", "special range fe80::/10"}},
+		{"unspecified clusterCIDR", "clusterCIDRs: [0.0.0.0/8]\n", []string{"clusterCIDRs[0]", "special range 0.0.0.0/8"}},
+		{"IPv6 unspecified clusterCIDR", "clusterCIDRs: [\"::/128\"]\n", []string{"clusterCIDRs[0]", "special range ::/127"}},
+		{"halves of IPv4", "clusterCIDRs: [0.0.0.0/1, 128.0.0.0/1]\n", []string{"clusterCIDRs", "cover every IPv4 address"}},
+		{"halves of IPv6", "clusterCIDRs: [\"::/1\", \"8000::/1\"]\n", []string{"clusterCIDRs", "cover every IPv6 address"}},
+		{"loopback podCIDR", "podCIDRs: [127.1.0.0/24]\n", []string{"podCIDRs[0]", "special range 127.0.0.0/8"}},
+		{"multicast podCIDR", "podCIDRs: [10.244.1.0/24, ff02::/64]\n", []string{"podCIDRs[1]", "special range ff00::/8"}},
+		{"podCIDR /32", "podCIDRs: [10.244.1.1/32]\n", []string{"podCIDRs[0]", "no usable pod address"}},
+		{"podCIDR /31", "clusterCIDRs: [10.244.0.0/16]\npodCIDRs: [10.244.1.0/31]\n", []string{"podCIDRs[0]", "no usable pod address"}},
+		{"podCIDR /127", "podCIDRs: [\"fd00:10:244:1::/127\"]\n", []string{"podCIDRs[0]", "no usable pod address"}},
+		{"podCIDR /128", "podCIDRs: [\"fd00:10:244:1::1/128\"]\n", []string{"podCIDRs[0]", "no usable pod address"}},
+		{"podCIDR too wide", "podCIDRs: [10.0.0.0/7]\n", []string{"podCIDRs[0]", "too wide"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := loadErr(t, base+c.file)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	ok := "clusterCIDRs: [10.244.0.0/16, \"fd00:10:244::/56\"]\npodCIDRs: [10.244.1.0/30, \"fd00:10:244:1::/126\"]\n"
+	if err := loadErr(t, base+ok); err != nil {
+		t.Errorf("%q refused: %v", ok, err)
+	}
+}
+
+func TestWithoutClusterCIDRsOwnPodCIDRsMustBePrivate(t *testing.T) {
+	for _, c := range []string{"8.0.0.0/8", "1.2.3.0/24", "\"2001:db8:1::/64\""} {
+		err := loadErr(t, base+"podCIDRs: ["+c+"]\n")
+		if err == nil || !strings.Contains(err.Error(), "podCIDRs[0]") || !strings.Contains(err.Error(), "list the cluster's pod ranges in clusterCIDRs") {
+			t.Errorf("public podCIDR %s: %v", c, err)
+		}
+	}
+	for _, c := range []string{"10.244.1.0/24", "172.16.1.0/24", "192.168.1.0/24", "100.64.1.0/24", "\"fd00:10:244:1::/64\""} {
+		if err := loadErr(t, base+"podCIDRs: ["+c+"]\n"); err != nil {
+			t.Errorf("private podCIDR %s refused: %v", c, err)
+		}
+	}
+	// Public space the operator lists in clusterCIDRs is accepted.
+	if err := loadErr(t, base+"clusterCIDRs: [8.0.0.0/8, \"2001:db8::/32\"]\npodCIDRs: [8.1.0.0/24, \"2001:db8:1::/64\"]\n"); err != nil {
+		t.Errorf("public podCIDRs inside clusterCIDRs refused: %v", err)
+	}
+}
+
+func TestSystemDirectoriesAreNotKindnets(t *testing.T) {
+	bad := []string{"/", "/etc", "/var", "/run", "/tmp", "/home", "/root", "/boot", "/var/lib", "/var/lib/", "/var/lib/kindnet/..",
+		"/var/run", "/usr", "/usr/lib/kindnet", "/usr/local/kindnet", "/etc/kubernetes", "/etc/kubernetes/pki", "/proc/sys/net", "//etc"}
+	for _, key := range []string{"stateDir", "runDir", "cni.confDir"} {
+		for _, d := range bad {
+			body := base + strings.Replace(key, "cni.", "cni:\n  ", 1) + ": " + d + "\n"
+			err := loadErr(t, body)
+			if err == nil || !strings.Contains(err.Error(), key+" = ") || !strings.Contains(err.Error(), "expected a directory of kindnet's own") {
+				t.Errorf("%s: %s accepted or misreported: %v", key, d, err)
+			}
+		}
+	}
+	for _, d := range []string{"/var/lib/kindnet", "/run/kindnet-lab", "/srv/kindnet/state", "/opt/kindnet"} {
+		if err := loadErr(t, base+"stateDir: "+d+"\n"); err != nil {
+			t.Errorf("stateDir %s refused: %v", d, err)
+		}
+	}
+	err := loadErr(t, base+"stateDir: /var/lib/kindnet\ncni:\n  confDir: /var/lib/kindnet/\n")
+	if err == nil || !strings.Contains(err.Error(), "cni.confDir") || !strings.Contains(err.Error(), "is also stateDir") {
+		t.Errorf("confDir = stateDir: %v", err)
+	}
+}
+
+func TestNodesFileMustBeARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "nodes.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, kind := range map[string]string{fifo: "a named pipe (FIFO)", dir: "a directory", "/dev/null": "a character device"} {
+		err := loadErr(t, "nodeName: n1\nnodesFile: "+path+"\n")
+		if err == nil || !strings.Contains(err.Error(), "nodesFile = \""+path+"\"") || !strings.Contains(err.Error(), "is "+kind+", not a regular file") {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+	regular := filepath.Join(dir, "nodes.yaml")
+	if err := os.WriteFile(regular, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{regular, filepath.Join(dir, "not-yet.yaml")} {
+		if err := loadErr(t, "nodeName: n1\nnodesFile: "+p+"\n"); err != nil {
+			t.Errorf("%s refused: %v", p, err)
+		}
 	}
 }

@@ -19,6 +19,8 @@ func FuzzConfigFile(f *testing.F) {
 	f.Add([]byte("cri: {endpoint: unix:///run/containerd/containerd.sock}\n"))
 	f.Add([]byte("cri: {endpoint: ' /run/crio/crio.sock '}\n"))
 	f.Add([]byte("nodeName: [a, b]\n"))
+	f.Add([]byte("clusterCIDRs: [0.0.0.0/1, 128.0.0.0/1, \"::/1\", \"8000::/1\"]\npodCIDRs: [10.244.1.1/32]\n"))
+	f.Add([]byte("podCIDRs: [8.0.0.0/24, \"fe80::/64\"]\nstateDir: /var/lib/\nrunDir: /etc/kubernetes/..\ncni: {confDir: /usr/x}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(t.TempDir(), "config.yaml")
 		if err := os.WriteFile(path, data, 0o600); err != nil {

@@ -63,6 +63,8 @@ type Sources struct {
 // Loaded is a configuration together with where each field's value came from.
 type Loaded struct {
 	Config
+	// File is the config file the values were read from; "" when none was.
+	File   string
 	origin map[string]string
 }
 
@@ -116,6 +118,7 @@ func (l *Loaded) loadFile(path string, required bool) (errs error, fatal error) 
 	if err != nil {
 		return nil, &Error{Origin: origin, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")}
 	}
+	l.File = path
 	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
 		return nil, nil // an empty or all-comments file: defaults
 	}

@@ -11,6 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go4.org/netipx"
+
+	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
 var (
@@ -40,8 +44,10 @@ func validate(c *Config, origin func(string) string) error {
 	v.sources(c)
 	cluster := v.prefixes("clusterCIDRs", c.ClusterCIDRs, false)
 	v.noOverlap("clusterCIDRs", c.ClusterCIDRs, cluster)
+	v.notWholeFamily("clusterCIDRs", c.ClusterCIDRs, cluster)
+	cluster = v.podSpace("clusterCIDRs", c.ClusterCIDRs, cluster)
 	pods := v.prefixes("podCIDRs", c.PodCIDRs, true)
-	v.podCIDRsInCluster(c.PodCIDRs, pods, cluster)
+	v.ownPodCIDRs(c.PodCIDRs, pods, cluster)
 	v.prefixes("masquerade.noMasqueradeCIDRs", c.Masquerade.NoMasqueradeCIDRs, false)
 	if !nftIdent.MatchString(c.Masquerade.Table) || !strings.HasPrefix(c.Masquerade.Table, "kindnet") || len(c.Masquerade.Table) > 255 {
 		v.fail("masquerade.table", c.Masquerade.Table, "expected an nftables name starting with \"kindnet\" (letters, digits, _), e.g. %q", DefaultNftTable)
@@ -50,6 +56,7 @@ func validate(c *Config, origin func(string) string) error {
 	v.criEndpoint(c.CRI.Endpoint)
 	v.absPath("stateDir", c.StateDir)
 	v.absPath("runDir", c.RunDir)
+	v.ownedDirs(c)
 	v.metricsAddress(c.MetricsAddress)
 	if d := c.ResyncInterval.Std(); d < time.Second || d > 24*time.Hour {
 		v.fail("resyncInterval", d.String(), "expected a duration between 1s and 24h, e.g. 1m")
@@ -77,6 +84,7 @@ func (v *validator) sources(c *Config) {
 	}
 	if c.NodesFile != "" {
 		v.absPath("nodesFile", c.NodesFile)
+		v.nodesFileType(c.NodesFile)
 	}
 	if c.Kubeconfig != "" {
 		v.absPath("kubeconfig", c.Kubeconfig)
@@ -134,15 +142,73 @@ func (v *validator) noOverlap(key string, raw []string, ps []netip.Prefix) {
 	}
 }
 
-func (v *validator) podCIDRsInCluster(raw []string, pods, cluster []netip.Prefix) {
-	if len(cluster) == 0 {
+// podSpace refuses a range no pod may use (loopback, link-local,
+// multicast, unspecified, reserved): pods given such addresses would be
+// unreachable, and a route for them would break the host. It returns the
+// ranges that pass.
+func (v *validator) podSpace(key string, raw []string, ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if sp, bad := model.SpecialRange(p); bad {
+			v.fail(fmt.Sprintf("%s[%d]", key, indexOf(raw, p)), p.String(), "overlaps the special range %s (loopback, link-local, multicast, unspecified or reserved): expected a range pods can use, e.g. 10.244.0.0/16", sp)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// notWholeFamily refuses ranges that together cover all of IPv4 or IPv6
+// ([0.0.0.0/1, 128.0.0.0/1]): every destination would be a pod, so no
+// traffic would ever be masqueraded and any podCIDR would be accepted.
+func (v *validator) notWholeFamily(key string, raw []string, ps []netip.Prefix) {
+	var b netipx.IPSetBuilder
+	for _, p := range ps {
+		b.AddPrefix(p)
+	}
+	set, err := b.IPSet()
+	if err != nil {
+		v.fail(key, strings.Join(raw, ","), "cannot be combined: %v", err)
 		return
 	}
-	for _, p := range pods {
-		if !containedIn(p, cluster) {
-			v.fail("podCIDRs", strings.Join(raw, ","), "%s is outside clusterCIDRs (%s): expected a range inside one of them", p, joinPrefixes(cluster))
+	for _, all := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		if set.ContainsPrefix(all) {
+			v.fail(key, strings.Join(raw, ","), "together these ranges cover every %s address: expected the cluster's pod ranges only, e.g. 10.244.0.0/16", familyName(all))
 		}
 	}
+}
+
+// ownPodCIDRs checks this node's own ranges as validation checks any
+// node's (special ranges, width, inside clusterCIDRs — or, with none,
+// inside private space), and that each leaves an address for a pod.
+func (v *validator) ownPodCIDRs(raw []string, pods, cluster []netip.Prefix) {
+	for _, p := range pods {
+		k := fmt.Sprintf("podCIDRs[%d]", indexOf(raw, p))
+		if why := model.PodCIDRProblem(p, cluster); why != "" {
+			v.fail(k, p.String(), "%s", why)
+			continue
+		}
+		if model.NoPodAddress(p) {
+			v.fail(k, p.String(), "has no usable pod address: expected /30 or wider (IPv6: /126 or wider), e.g. /24 (IPv6 /64)")
+		}
+	}
+}
+
+func familyName(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// indexOf is the position in raw of the entry that parsed to p.
+func indexOf(raw []string, p netip.Prefix) int {
+	for i, s := range raw {
+		if q, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && q == p {
+			return i
+		}
+	}
+	return 0
 }
 
 func (v *validator) cni(c *Config, ipv6 bool) {
