@@ -99,6 +99,9 @@ type Agent struct {
 	rejected   map[string]string // last logged rejection reason per peer
 	lastStatus string            // last STATUS= line sent to systemd
 	peerStates map[string]string // last logged route state per peer
+	// fileWarnings are the trusted files others than root can change,
+	// as last logged (see checkFiles).
+	fileWarnings []string
 	// lastRoutes is the last route reconcile's result: which routes it
 	// wanted in place, to tell a repair from kindnet's own changes.
 	lastRoutes routes.Result

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 
@@ -176,9 +175,9 @@ func (f *Source) viewOf(nodes []corev1.Node) (model.View, error) {
 }
 
 func readLimited(path string) ([]byte, error) {
-	fh, err := os.Open(path)
+	fh, err := openRegular(path)
 	if err != nil {
-		return nil, fmt.Errorf("nodes file: %w", err)
+		return nil, err
 	}
 	defer fh.Close()
 	data, err := io.ReadAll(io.LimitReader(fh, maxNodesFileSize+1))

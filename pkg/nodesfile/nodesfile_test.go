@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,5 +180,33 @@ func TestPartialOrAmbiguousNodesFileIsRefused(t *testing.T) {
 				t.Fatal("no update for the bad file")
 			}
 		})
+	}
+}
+
+func TestNodesFileThatIsNotARegularFileIsRefusedWithoutBlocking(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "nodes.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, kind := range map[string]string{fifo: "a named pipe (FIFO)", dir: "a directory", "/dev/zero": "a character device"} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := (&Source{Path: path, Self: "n1"}).Read()
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "is "+kind+", not a regular file") {
+				t.Errorf("%s: err = %v", path, err)
+			}
+		case <-time.After(5 * time.Second):
+			// Unblock the reader stuck in open(2), so no goroutine leaks.
+			if w, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				w.Close()
+			}
+			<-done
+			t.Errorf("%s: reading blocked for 5s", path)
+		}
 	}
 }

@@ -67,6 +67,10 @@ type Record struct {
 	// Runtime is what the container runtime says about the pod network.
 	Runtime     Runtime `json:"runtime"`
 	Reconcilers []Run   `json:"reconcilers"`
+	// Warnings are problems of the node's setup that do not stop the pod
+	// network but must be fixed: a file the agent trusts (config, nodes
+	// file, kubeconfig) that a user other than root can change.
+	Warnings []string `json:"warnings,omitempty"`
 	// Bootstrapped is true once the state from local files (nodes file or
 	// cache) has been applied at start.
 	Bootstrapped bool `json:"bootstrapped"`
@@ -367,6 +371,7 @@ func (s *Store) Get() Record {
 	r := s.rec
 	r.Peers = slices.Clone(r.Peers)
 	r.Reconcilers = slices.Clone(r.Reconcilers)
+	r.Warnings = slices.Clone(r.Warnings)
 	r.IPAM.Ranges = slices.Clone(r.IPAM.Ranges)
 	r.Firewall.Drops = slices.Clone(r.Firewall.Drops)
 	if b := s.beat.Load(); b != 0 {

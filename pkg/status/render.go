@@ -45,6 +45,9 @@ func Render(w io.Writer, r *Record, o RenderOptions) error {
 		p.kv("IPAM", l)
 	}
 	routesLines(r, p)
+	for _, w := range r.Warnings { // shown whatever the verdict
+		p.kv("WARNING", p.paint(red, w))
+	}
 	if o.Wide {
 		p.kv("agent", agentLine(r, p))
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +200,19 @@ func TestRenderFirewallThatDrops(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"firewall":{"checked":"2026-`) || !strings.Contains(string(b), `"owner":"firewalld","table":"inet firewalld","chain":"filter_FORWARD"`) {
 		t.Errorf("json lacks the firewall drop: %s", b)
+	}
+}
+
+func TestInsecureFilesDegradeAndAreShownWhateverTheVerdict(t *testing.T) {
+	const w = "nodes file /etc/kindnet/nodes.yaml: it is writable by group or others (mode 0666): a user other than root can change what kindnet installs"
+	r := healthyRecord()
+	r.Warnings = []string{w}
+	if v := Judge(&r); v.State != Degraded || !slices.Contains(v.Reasons, "insecure: "+w) {
+		t.Fatalf("verdict %+v: an insecure file must degrade, naming it", v)
+	}
+	r.CNI.Present = false // down for another reason: the warning still shows
+	r.Stamp(t0)
+	if out := render(t, r, RenderOptions{}); !strings.Contains(out, "WARNING  "+w) {
+		t.Fatalf("no WARNING line:\n%s", out)
 	}
 }

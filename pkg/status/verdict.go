@@ -184,6 +184,9 @@ func degradedReasons(r *Record) []string {
 	if r.Node.Problem != "" {
 		out = append(out, "this node: "+r.Node.Problem)
 	}
+	for _, w := range r.Warnings {
+		out = append(out, "insecure: "+w)
+	}
 	if r.CNI.Present && r.CNI.Waiting != "" {
 		out = append(out, "CNI config may be stale: "+r.CNI.Waiting)
 	}
