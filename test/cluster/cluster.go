@@ -66,10 +66,10 @@ var (
 // before anything is built and after every step, so that Down in another
 // process finds what to remove.
 type Cluster struct {
-	ID     string  `json:"id"`
-	Dir    string  `json:"dir"`
-	Switch string  `json:"switch"`
-	CP     Host    `json:"controlPlane"`
+	ID     string `json:"id"`
+	Dir    string `json:"dir"`
+	Switch string `json:"switch"`
+	CP     Host   `json:"controlPlane"`
 	// ControlPlaneNode is the node in the control plane's namespaces
 	// (kubelet registers it with the control-plane taint).
 	ControlPlaneNode *Node `json:"controlPlaneNode,omitempty"`
