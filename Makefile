@@ -87,7 +87,7 @@ test: deps tools ## run every test, including the root-only network-namespace, l
 # A crasher lands in the package's testdata/fuzz and then fails `go test`.
 FUZZSCALE ?= 1
 FUZZ_TARGETS := pkg/config:FuzzConfigFile:20000 pkg/nodesfile:FuzzNodesFile:60000 \
-	pkg/cache:FuzzCache:20000 pkg/cni:FuzzParse:100000 pkg/ipam:FuzzStateFile:6000 \
+	pkg/cache:FuzzCache:20000 pkg/cni:FuzzParse:100000 pkg/cni:FuzzValidateArgs:100000 pkg/ipam:FuzzStateFile:6000 \
 	pkg/status:FuzzDecodeRecord:60000
 fuzz: ## run every fuzz target for a bounded number of executions
 	@set -e; for t in $(FUZZ_TARGETS); do \

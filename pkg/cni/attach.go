@@ -154,6 +154,14 @@ type wiring struct {
 // add wires the pod. Before changing anything it refuses an interface name
 // that is taken; after that every step is undone if a later one fails, so
 // a failed ADD leaves nothing behind on the host.
+//
+// The veth pair comes first because it is this call's claim on the
+// attachment: its host end's name is a hash of the attachment, and the
+// kernel creates a name only once, so of several ADDs of one attachment
+// running at once exactly one gets past createVeth, and only that one
+// allocates addresses. Its rollback releases the record by the token its
+// own Allocate gave (never another call's claim) and deletes the veth
+// last, so the claim is held until everything else is undone.
 func (a *attachment) add() (res *types100.Result, err error) {
 	podNS, terr := openNetNS(a.netns)
 	if terr != nil {
@@ -182,17 +190,29 @@ func (a *attachment) add() (res *types100.Result, err error) {
 			}
 		}
 	}()
+	var br netlink.Link
+	master := 0
+	if a.conf.Mode == ModeBridge {
+		if br, err = a.ensureBridge(hostNL); err != nil {
+			return nil, err
+		}
+		master = br.Attrs().Index
+	}
+	host, podMAC, err := a.createVeth(hostNL, podNS, master, &undo)
+	if err != nil {
+		return nil, err
+	}
 	alloc, err := a.store().Allocate(a.key, pools(a.conf), len(a.conf.PortMappings) > 0)
 	if err != nil {
 		return nil, errorCode(fmt.Errorf("allocate addresses for %s: %w", a.key, err))
 	}
-	undo.push(func() error { _, _, err := a.store().Release(a.key); return err })
+	undo.push(func() error { _, _, err := a.store().ReleaseOwned(a.key, alloc.Token); return err })
 
 	var w wiring
 	if a.conf.Mode == ModeBridge {
-		w, err = a.wireBridge(hostNL, podNL, podNS, alloc.IPs, &undo)
+		w, err = a.wireBridge(hostNL, podNL, podNS, br, host, podMAC, alloc.IPs)
 	} else {
-		w, err = a.wirePTP(hostNL, podNL, podNS, alloc.IPs, &undo)
+		w, err = a.wirePTP(hostNL, podNL, podNS, host, podMAC, alloc.IPs)
 	}
 	if err != nil {
 		return nil, err
@@ -272,27 +292,68 @@ func withDetails(err error, more string) error {
 // createVeth makes the pair: the host end directly in the host namespace
 // (named hostIf, down), the pod end directly in the pod's namespace (named
 // CNI_IFNAME). Nothing is created in one namespace and moved. The kernel
-// ignores an alias given at creation, so it is set right after.
+// ignores an alias given at creation, so it is set right after, and the
+// master (bridge mode) too, so that a failed LinkAdd has created nothing.
+//
+// The rollback is pushed only once LinkAdd has succeeded, and deletes the
+// link of that ifindex only: a pair that existed already (a concurrent ADD
+// of the same attachment won the name) fails LinkAdd with EEXIST and is
+// the spec's error 4, with nothing of it undone.
 func (a *attachment) createVeth(hostNL *netlink.Handle, podNS netns.NsHandle, master int, undo *rollback) (host *netlink.Veth, podMAC net.HardwareAddr, err error) {
 	la := netlink.NewLinkAttrs()
 	la.Name = a.hostIf
 	la.MTU = a.conf.MTU
 	la.HardwareAddr = randomMAC()
-	la.MasterIndex = master
 	podMAC = randomMAC()
 	host = &netlink.Veth{LinkAttrs: la, PeerName: a.key.IfName, PeerNamespace: netlink.NsFd(podNS),
 		PeerHardwareAddr: podMAC, PeerMTU: uint32(max(a.conf.MTU, 0))}
-	// Pushed before the add: LinkAdd can fail after creating the pair (when
-	// attaching it to the bridge). deleteHostLink leaves alone a link of
-	// that name that is not ours.
-	undo.push(func() error { return a.deleteHostLink(hostNL) })
 	if err := hostNL.LinkAdd(host); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return nil, nil, types.NewError(types.ErrInvalidEnvironmentVariables,
+				fmt.Sprintf("CNI_CONTAINERID=%s CNI_IFNAME=%s: host interface %s or %s in %s exists already: another ADD of this attachment is running or has run; DEL it first",
+					a.key.ContainerID, a.key.IfName, a.hostIf, a.key.IfName, a.netns), "")
+		}
 		return nil, nil, fmt.Errorf("create veth %s (host) / %s (pod %s): %w", a.hostIf, a.key.IfName, a.netns, err)
 	}
+	// LinkAdd looked the new link up by name to fill in its index; a link
+	// of that name is ours from here on, whatever index it has now.
+	created := host.Index
+	undo.push(func() error {
+		if created == 0 { // the lookup after creating failed: go by name and alias
+			return a.deleteHostLink(hostNL)
+		}
+		return a.deleteCreatedLink(hostNL, created)
+	})
 	if err := hostNL.LinkSetAlias(host, a.alias()); err != nil {
 		return nil, nil, fmt.Errorf("set alias of %s: %w", a.hostIf, err)
 	}
+	if master != 0 {
+		if err := hostNL.LinkSetMasterByIndex(host, master); err != nil {
+			return nil, nil, fmt.Errorf("attach %s to the bridge: %w", a.hostIf, err)
+		}
+	}
 	return host, podMAC, nil
+}
+
+// deleteCreatedLink is the rollback of createVeth: it deletes the link
+// this call created, found by its index, and only if it still has this
+// attachment's host name and is a veth (an index is not reused while the
+// link exists; once gone, nothing is deleted).
+func (a *attachment) deleteCreatedLink(hostNL *netlink.Handle, index int) error {
+	l, err := hostNL.LinkByIndex(index)
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up %s (index %d): %w", a.hostIf, index, err)
+	}
+	if l.Attrs().Name != a.hostIf || l.Type() != "veth" {
+		return nil // not the link this call made
+	}
+	if err := hostNL.LinkDel(l); err != nil && !isNotFound(err) {
+		return fmt.Errorf("delete %s: %w", a.hostIf, err)
+	}
+	return nil
 }
 
 // deleteHostLink removes the host end (the pod end and every route and

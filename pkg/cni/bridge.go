@@ -24,15 +24,10 @@ import (
 //
 // Hairpin lets a pod reach itself through a hostPort: the DNATed packet
 // leaves through the port it came in by.
-func (a *attachment) wireBridge(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, ips []netip.Addr, undo *rollback) (wiring, error) {
-	br, err := a.ensureBridge(hostNL)
-	if err != nil {
-		return wiring{}, err
-	}
-	host, podMAC, err := a.createVeth(hostNL, podNS, br.Attrs().Index, undo)
-	if err != nil {
-		return wiring{}, err
-	}
+//
+// br is the bridge ensureBridge found or made, host and podMAC the pair
+// createVeth made (already a port of br).
+func (a *attachment) wireBridge(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, br netlink.Link, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
 	if err := hostNL.LinkSetHairpin(host, true); err != nil {
 		return wiring{}, fmt.Errorf("set hairpin on %s: %w", a.hostIf, err)
 	}

@@ -3,15 +3,18 @@ package cni
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/types/create"
 
@@ -191,4 +194,91 @@ func storeConsistent(t *testing.T, n *node) map[string][]netip.Addr {
 		t.Error("state file holds NUL bytes")
 	}
 	return out
+}
+
+// Several ADDs of one attachment (same container ID, interface and pod) at
+// once, as a confused runtime may send them, 25 times over. One may win;
+// the others must fail without undoing anything the winner did: whatever
+// address is on the pod's interface afterwards is the one the store
+// records for the attachment, the winner's result names it, and DEL then
+// leaves nothing. (Before the fix a loser's rollback released the winner's
+// record, or deleted its veth.)
+func TestConcurrentAddsOfOneAttachmentKeepTheWinnersAddress(t *testing.T) {
+	netnstest.RequireRoot(t)
+	t.Run("ptp", func(t *testing.T) { concurrentAddsOfOneAttachment(t, ModePTP, 25) })
+	t.Run("bridge", func(t *testing.T) { concurrentAddsOfOneAttachment(t, ModeBridge, 10) })
+}
+
+func concurrentAddsOfOneAttachment(t *testing.T, mode Mode, rounds int) {
+	const racers = 4
+	n := newNode(t)
+	conf := n.conf("1.0.0", mode, nil)
+	for round := range rounds {
+		pod := netnstest.New(t)
+		cid := id("same", round)
+		procs := make([]started, racers)
+		for i := range procs {
+			procs[i] = n.start(call{verb: "ADD", id: cid, netns: pod.Path(), ifname: "eth0", conf: conf})
+		}
+		var won []netip.Addr
+		winners := 0
+		for i, p := range procs {
+			if err := p.cmd.Wait(); err != nil {
+				var e types.Error
+				if jerr := json.Unmarshal(p.stdout.Bytes(), &e); jerr != nil || e.Code != types.ErrInvalidEnvironmentVariables {
+					t.Errorf("round %d: losing ADD %d: want error 4 (the attachment exists), got %q %q", round, i, p.stdout, p.stderr)
+				}
+				continue
+			}
+			winners++
+			res, err := create.Create("1.0.0", p.stdout.Bytes())
+			if err != nil {
+				t.Fatalf("round %d: ADD %d result: %v", round, i, err)
+			}
+			cur, _ := types100.NewResultFromResult(res)
+			for _, ipc := range cur.IPs {
+				ip, _ := netip.AddrFromSlice(ipc.Address.IP)
+				won = append(won, ip.Unmap())
+			}
+		}
+		if winners != 1 {
+			t.Errorf("round %d: %d of %d ADDs succeeded, want exactly 1", round, winners, racers)
+		}
+		var onPod []netip.Addr
+		if l, err := pod.NL.LinkByName("eth0"); err == nil {
+			for _, p := range addrsOf(t, pod.NL, l.Attrs().Name) {
+				onPod = append(onPod, p.Addr())
+			}
+		}
+		var recorded []netip.Addr
+		for _, a := range n.allocations() {
+			if a.ContainerID == cid {
+				recorded = append(recorded, a.IPs...)
+			}
+		}
+		for _, ip := range onPod {
+			if !slices.Contains(recorded, ip) {
+				t.Errorf("round %d: %s is on the pod's eth0 but the store does not record it (store: %v)", round, ip, recorded)
+			}
+		}
+		if winners == 1 && (!sameAddrs(won, onPod) || !sameAddrs(won, recorded)) {
+			t.Errorf("round %d: the winner got %v; the pod has %v, the store records %v", round, won, onPod, recorded)
+		}
+		n.must(call{verb: "DEL", id: cid, netns: pod.Path(), ifname: "eth0", conf: conf})
+		n.assertNothingLeft(fmt.Sprintf("round %d, after DEL", round))
+		if _, err := pod.NL.LinkByName("eth0"); err == nil {
+			t.Errorf("round %d: eth0 left in the pod after DEL", round)
+		}
+		pod.Close()
+		if t.Failed() {
+			return // one failed round says it; the rest would repeat it
+		}
+	}
+}
+
+func sameAddrs(a, b []netip.Addr) bool {
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(x, netip.Addr.Compare)
+	slices.SortFunc(y, netip.Addr.Compare)
+	return slices.Equal(x, y)
 }

@@ -35,6 +35,12 @@ const ErrCheckFailed uint = 100
 func Main() int {
 	funcs := skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, Status: cmdStatus, GC: cmdGC}
 	about := "kindnet CNI plugin " + buildinfo.Version
+	if e := preValidateEnv(os.Getenv); e != nil {
+		if err := e.Print(); err != nil {
+			fmt.Fprintln(os.Stderr, "kindnet: cannot print the CNI error:", err)
+		}
+		return 1
+	}
 	if e := skel.PluginMainFuncsWithError(funcs, version.PluginSupports(Supported...), about); e != nil {
 		if err := e.Print(); err != nil {
 			fmt.Fprintln(os.Stderr, "kindnet: cannot print the CNI error:", err)
@@ -48,6 +54,9 @@ func cmdAdd(args *skel.CmdArgs) error {
 	conf, cerr := Parse(args.StdinData)
 	if cerr != nil {
 		return cerr
+	}
+	if e := validateArgs("ADD", conf.Network, args.ContainerID, args.IfName); e != nil {
+		return e
 	}
 	if cerr := conf.ParseRuntimeConfig(); cerr != nil {
 		return cerr
@@ -66,6 +75,9 @@ func cmdDel(args *skel.CmdArgs) error {
 	if cerr != nil {
 		return cerr
 	}
+	if e := validateArgs("DEL", conf.Network, args.ContainerID, args.IfName); e != nil {
+		return e
+	}
 	return newAttachment(conf, args).del()
 }
 
@@ -73,6 +85,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	conf, cerr := Parse(args.StdinData)
 	if cerr != nil {
 		return cerr
+	}
+	if e := validateArgs("CHECK", conf.Network, args.ContainerID, args.IfName); e != nil {
+		return e
 	}
 	// CHECK compares the hostPort rules with the mappings, so it needs
 	// them as ADD read them; mappings ADD would refuse are refused here.

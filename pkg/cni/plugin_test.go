@@ -354,7 +354,7 @@ func TestBadInputGetsTheSpecsErrorCodeAndChangesNothing(t *testing.T) {
 		{"malformed JSON", call{"ADD", "c1", pod.Path(), "eth0", []byte(`{"cniVersion":"1.0.0","name":"kindnet",`)}, types.ErrDecodingFailure, "unmarshal"},
 		{"unknown mode", call{"ADD", "c1", pod.Path(), "eth0", n.conf("1.0.0", "macvlan", nil)}, types.ErrInvalidNetworkConfig, `mode "macvlan"`},
 		{"ranges that do not parse", call{"ADD", "c1", pod.Path(), "eth0", n.conf("1.0.0", ModePTP, map[string]any{"ranges": []string{"10.244.1.0/33"}})}, types.ErrInvalidNetworkConfig, "10.244.1.0/33"},
-		{"ifname too long", call{"ADD", "c1", pod.Path(), "eth0-much-too-long", good}, types.ErrInvalidEnvironmentVariables, "interface name is too long"},
+		{"ifname too long", call{"ADD", "c1", pod.Path(), "eth0-much-too-long", good}, types.ErrInvalidEnvironmentVariables, `CNI_IFNAME="eth0-much-too-long" is refused`},
 		{"netns does not exist", call{"ADD", "c1", "/run/netns/kindnet-test-no-such-ns", "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS=/run/netns/kindnet-test-no-such-ns: no such network namespace"},
 		{"netns is not a netns", call{"ADD", "c1", "/proc/self/status", "eth0", good}, types.ErrInvalidEnvironmentVariables, "not a network namespace"},
 		{"interface exists", call{"ADD", "c1", taken.Path(), "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_IFNAME=eth0: an interface of that name already exists"},

@@ -2,6 +2,7 @@ package cni
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -23,11 +24,10 @@ import (
 // so the first packet needs no ARP or neighbour discovery. proxy_arp and
 // fe80::1 on the host end answer them anyway should a pod flush its
 // neighbour table.
-func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, ips []netip.Addr, undo *rollback) (wiring, error) {
-	host, podMAC, err := a.createVeth(hostNL, podNS, 0, undo)
-	if err != nil {
-		return wiring{}, err
-	}
+//
+// host and podMAC are the pair createVeth made; deleting it undoes all of
+// this.
+func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
 	v4, v6 := families(ips)
 	if err := setSysctls(hostEndSysctls(a.hostIf, v4, v6, true)); err != nil {
 		return wiring{}, fmt.Errorf("host end %s: %w", a.hostIf, err)

@@ -14,6 +14,8 @@
 package ipam
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +78,11 @@ type Allocation struct {
 	// DEL knows there are nftables rules to remove without listing them.
 	HostPorts bool      `json:"hostPorts,omitempty"`
 	Created   time.Time `json:"created"`
+	// Token names the Allocate call that last claimed the record (random,
+	// new on every call). A failed ADD releases with it (ReleaseOwned), so
+	// its rollback can never free a record a later ADD of the same
+	// attachment has claimed since.
+	Token string `json:"token,omitempty"`
 }
 
 // Key returns the attachment the allocation belongs to.
@@ -107,24 +114,27 @@ func (s *Store) StatePath() string { return filepath.Join(s.Dir, StateFile) }
 // Allocate gives the attachment one address from each pool. An attachment
 // that already holds addresses from exactly these pools gets them back (an
 // ADD retried after being killed); otherwise its old record is replaced.
+// Either way the record now carries a new Token: the caller claims it.
 func (s *Store) Allocate(key Key, pools []Pool, hostPorts bool) (Allocation, error) {
 	if key.ContainerID == "" || key.IfName == "" {
 		return Allocation{}, fmt.Errorf("allocate: container ID and interface name are required (got %q)", key)
 	}
+	token := newToken()
 	var out Allocation
 	err := s.update(func(st *state) (bool, error) {
 		if i := st.find(key); i >= 0 {
 			a := &st.Allocations[i]
 			if coversExactly(a.IPs, pools) {
-				changed := a.HostPorts != hostPorts
 				a.HostPorts = hostPorts
+				a.Token = token
 				out = *a
-				return changed, nil
+				return true, nil
 			}
 			st.Allocations = slices.Delete(st.Allocations, i, i+1)
 		}
 		used := st.used()
-		a := Allocation{ContainerID: key.ContainerID, IfName: key.IfName, HostPorts: hostPorts, Created: time.Now().UTC().Truncate(time.Second)}
+		a := Allocation{ContainerID: key.ContainerID, IfName: key.IfName, HostPorts: hostPorts,
+			Created: time.Now().UTC().Truncate(time.Second), Token: token}
 		for _, p := range pools {
 			ip, err := pick(p, used, st.Last[p.Range.String()])
 			if err != nil {
@@ -167,6 +177,23 @@ func (s *Store) List() ([]Allocation, error) {
 // Release frees the attachment's addresses. Releasing what is not there is
 // not an error (DEL may come twice): it reports whether a record existed.
 func (s *Store) Release(key Key) (Allocation, bool, error) {
+	return s.release(key, "")
+}
+
+// ReleaseOwned frees the attachment's addresses only if the record still
+// carries token, the one Allocate gave the caller: what the rollback of a
+// failed ADD uses. A record another call has claimed since (or made anew
+// after a DEL) is left alone, checked under the lock; it reports whether
+// something was released.
+func (s *Store) ReleaseOwned(key Key, token string) (Allocation, bool, error) {
+	if token == "" {
+		return Allocation{}, false, errors.New("release: no allocation token")
+	}
+	return s.release(key, token)
+}
+
+// release frees the record of key; with a token, only the record carrying it.
+func (s *Store) release(key Key, token string) (Allocation, bool, error) {
 	var out Allocation
 	var found bool
 	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
@@ -174,7 +201,7 @@ func (s *Store) Release(key Key) (Allocation, bool, error) {
 	}
 	err := s.update(func(st *state) (bool, error) {
 		i := st.find(key)
-		if i < 0 {
+		if i < 0 || (token != "" && st.Allocations[i].Token != token) {
 			return false, nil
 		}
 		out, found = st.Allocations[i], true
@@ -235,6 +262,13 @@ func (s *Store) Status(pools []Pool) error {
 		f.Close()
 		return false, os.Remove(f.Name())
 	})
+}
+
+// newToken is 128 random bits in hex: unique to one Allocate call.
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
 }
 
 func (st *state) find(key Key) int {

@@ -250,3 +250,48 @@ func TestConcurrentAllocationsNeverShareAnAddress(t *testing.T) {
 		t.Fatalf("%d records with %d addresses, want %d and %d", len(all), len(seen), n, 2*n)
 	}
 }
+
+// A failed ADD releases with its own token: a record another Allocate of
+// the same attachment has claimed since (a concurrent ADD that reused it,
+// or an ADD after a DEL that made it anew) stays.
+func TestReleaseOwnedFreesOnlyTheCallersRecord(t *testing.T) {
+	s := New(t.TempDir(), "net")
+	p := pools("10.0.0.0/24", "fd00::/64")
+	first, err := s.Allocate(key(1), p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.Allocate(key(1), p, false) // reuses the record, claims it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Token == "" || first.Token == second.Token || first.IPs[0] != second.IPs[0] {
+		t.Fatalf("tokens %q, %q for %v, %v: want two distinct tokens for the same addresses", first.Token, second.Token, first.IPs, second.IPs)
+	}
+	if _, released, err := s.ReleaseOwned(key(1), first.Token); err != nil || released {
+		t.Fatalf("ReleaseOwned with the superseded token: released=%v err=%v, want nothing released", released, err)
+	}
+	if _, found, _ := s.Get(key(1)); !found {
+		t.Fatal("the record claimed by the second call is gone")
+	}
+	// After a DEL and a new ADD, the first call's token is still no good.
+	if _, _, err := s.Release(key(1)); err != nil {
+		t.Fatal(err)
+	}
+	third, err := s.Allocate(key(1), p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, released, _ := s.ReleaseOwned(key(1), second.Token); released {
+		t.Fatal("a token of before the DEL released the new record")
+	}
+	if _, released, err := s.ReleaseOwned(key(1), third.Token); err != nil || !released {
+		t.Fatalf("ReleaseOwned with the current token: released=%v err=%v", released, err)
+	}
+	if _, _, err := s.ReleaseOwned(key(1), ""); err == nil {
+		t.Error("ReleaseOwned without a token must fail, not release whatever is there")
+	}
+	if all, _ := s.List(); len(all) != 0 {
+		t.Errorf("records left: %+v", all)
+	}
+}
