@@ -12,9 +12,11 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
+	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
+	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 )
 
@@ -135,6 +137,16 @@ func TestCleanupLeavesWhatKindnetDidNotCreate(t *testing.T) {
 	ns.Exec(t, "ip", "route", "add", "10.244.3.0/24", "dev", "d0", "table", "100", "proto", fmt.Sprint(int(routes.Protocol)))
 	// A bridge named like the plugin's, made by someone else.
 	ns.Exec(t, "ip", "link", "add", "kindnet0", "type", "bridge")
+	// The agent's cache, and someone's notes next to it.
+	stateDir := filepath.Join(dir, "state")
+	cachePath := filepath.Join(stateDir, "cluster-view.json")
+	if _, err := (&cache.File{Path: cachePath, Node: "n1"}).Save(model.View{}); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(stateDir, "notes")
+	if err := os.WriteFile(notes, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	var out, errb bytes.Buffer
 	var code int
@@ -164,5 +176,25 @@ func TestCleanupLeavesWhatKindnetDidNotCreate(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "bridge: kindnet0 left alone: not created by kindnet") {
 		t.Errorf("cleanup does not say why it left kindnet0:\n%s", out.String())
+	}
+	if _, err := os.Stat(cachePath); err != nil {
+		t.Errorf("cleanup without --purge removed the cache: %v", err)
+	}
+
+	// --purge (what the package's purge runs) takes the cache too, and
+	// only the cache.
+	out.Reset()
+	_ = ns.Do(func() error {
+		code = Execute([]string{"cleanup", "--purge", "--config", cfg}, &out, &errb, nil)
+		return nil
+	})
+	if code != ExitOK {
+		t.Fatalf("cleanup --purge exited %d: %s%s", code, out.String(), errb.String())
+	}
+	if _, err := os.Stat(cachePath); !os.IsNotExist(err) {
+		t.Errorf("cleanup --purge left the cache: %v", err)
+	}
+	if _, err := os.Stat(notes); err != nil {
+		t.Errorf("cleanup --purge removed a file kindnet did not create: %v", err)
 	}
 }
