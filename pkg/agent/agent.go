@@ -304,10 +304,14 @@ func (a *Agent) bootstrap() {
 		}
 		a.log.Warn("cannot read the nodes file at start; trying the cache", "err", err)
 	}
+	start := time.Now()
 	v, err := a.cache.Load()
 	switch {
 	case err != nil:
 		a.log.Warn("ignoring the cache", "err", err)
+		// In status until a save replaces the cache: a restart now would
+		// start with no cluster view.
+		a.setRun(run("cache", start, 0, fmt.Errorf("unusable, ignored: %w", err)))
 	case v != nil:
 		a.setView(*v, "cache")
 		return

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/hostnet"
+	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
@@ -51,6 +53,12 @@ func (a *Agent) reconcile(ctx context.Context, why string) bool {
 		a.logRouteChanges(ctx, res)
 		a.logErr("routes", err)
 		a.setRun(run("routes", start, len(res.Changes), err))
+		if err != nil && !routes.OnlyPeerErrors(err) {
+			// The run stopped before counting: report what the host has.
+			routeRes.Installed = a.recordHostRoutes()
+		} else {
+			a.store.Update(func(r *status.Record) { r.Routes.Error = "" })
+		}
 		failed = failed || (err != nil && !routes.OnlyPeerErrors(err))
 		incomplete = incomplete || err != nil
 		a.lastRoutes = res
@@ -66,7 +74,15 @@ func (a *Agent) reconcile(ctx context.Context, why string) bool {
 		a.logErr("masquerade", err)
 		a.setRun(run("masquerade", start, changes, err))
 		a.store.Update(func(r *status.Record) { recordMasq(&r.Masquerade, mres) })
+		if err != nil {
+			a.recordHostMasq() // the result's Present is what the run wanted
+		}
 		failed = failed || err != nil
+	} else {
+		// No cluster view (no source yet, no usable cache): routes and
+		// the table are left as they are, and status says what they are.
+		a.recordHostRoutes()
+		a.recordHostMasq()
 	}
 
 	start := time.Now()
@@ -90,18 +106,48 @@ func (a *Agent) reconcile(ctx context.Context, why string) bool {
 	// A view whose own node was refused is not "good": the cache keeps the
 	// last one that was, so a restart does not lose this node's podCIDRs.
 	if !failed && a.haveView && a.viewOrigin != "cache" && snap.SelfProblem == "" {
-		if changed, err := a.cache.SaveEntry(cache.Entry{View: a.view, Accepted: acceptedNames(snap)}); err != nil {
+		start := time.Now()
+		changed, err := a.cache.SaveEntry(cache.Entry{View: a.view, Accepted: acceptedNames(snap)})
+		if err != nil {
 			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
+			err = fmt.Errorf("not saved: %w", err)
 			incomplete = true
 		} else if changed {
 			a.log.Debug("cache saved", "path", a.cache.Path)
 		}
+		a.setRun(run("cache", start, btoi(changed), err))
 	}
 	a.prev = &snap
 	a.held, a.incumbents = nil, nil // prev now says who holds what
 	a.publishStatus()
 	a.logSummary(ctx, why, began, routeRes, masqChanged, cres.Written, failed || incomplete)
 	return sysctlOK && !failed && !incomplete
+}
+
+// recordHostRoutes puts the number of kindnet routes on the host in the
+// record, or why they could not be listed, and returns the number.
+func (a *Agent) recordHostRoutes() int {
+	rs, err := routes.List(a.nl)
+	a.store.Update(func(r *status.Record) {
+		r.Routes.Installed, r.Routes.Error = len(rs), errString(err)
+	})
+	return len(rs)
+}
+
+// recordHostMasq puts whether the masquerade table exists on the host in
+// the record, or why that could not be read.
+func (a *Agent) recordHostMasq() {
+	present, err := masq.Exists(a.cfg.Masquerade.Table, a.masq.NetNSFd)
+	a.store.Update(func(r *status.Record) {
+		r.Masquerade.Present, r.Masquerade.Error = present, errString(err)
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func acceptedNames(s model.Snapshot) []string {

@@ -42,7 +42,7 @@ func recordSnapshot(r *status.Record, snap model.Snapshot, rr routes.Result, rou
 }
 
 func recordMasq(m *status.Masq, res masq.Result) {
-	m.Present = res.Present
+	m.Present, m.Error = res.Present, ""
 	m.PodRanges = strs(res.Pods)
 	m.NoMasquerade = strs(res.NoMasquerade)
 }

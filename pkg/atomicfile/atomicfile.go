@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/renameio/v2"
 )
@@ -50,6 +51,23 @@ func Write(path string, data []byte, perm fs.FileMode) (bool, error) {
 		return true, fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return true, nil
+}
+
+// IsTemp reports whether name (a base name in path's directory) is a
+// temporary file of a write of path: "." + base name + the random digits
+// renameio appends. A killed writer can leave one behind; `kindnet
+// cleanup` removes them with the file.
+func IsTemp(path, name string) bool {
+	digits, ok := strings.CutPrefix(name, "."+filepath.Base(path))
+	if !ok || digits == "" {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func syncDir(dir string) error {

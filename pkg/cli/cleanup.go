@@ -3,9 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
@@ -14,28 +11,36 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
+	"github.com/kindnet-dev/kindnet/pkg/owned"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 )
 
 func newCleanupCmd(e *env) *cobra.Command {
 	cf := &configFlags{}
+	var purge bool
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "Remove everything kindnet installed on this node",
 		Long: `Remove everything kindnet owns on this node, and nothing else:
-  - routes tagged with kindnet's route protocol ("proto kindnet"),
+  - routes of the main table tagged with kindnet's route protocol
+    ("proto kindnet"; routes in other tables are not kindnet's),
   - its nftables table (masquerade.table, family inet),
-  - the CNI plugin's bridge kindnet0 (bridge mode),
+  - the CNI plugin's bridge kindnet0 (bridge mode), only if the plugin
+    created it (alias "kindnet:bridge"),
   - route_localnet on pods' host-side links (set for hostPorts on 127.0.0.1),
   - the CNI plugin's hostPort table (masquerade.table + "_hostport"),
   - its CNI config file (cni.confDir/cni.confName),
-  - the CNI plugin's address allocations (runDir/ipam),
-  - its run directory (runDir).
+  - in runDir: the status socket and the CNI plugin's IPAM store
+    (runDir/ipam/<network>/: allocations, lock), then each directory if
+    it is empty,
+  - with --purge, also the cache in stateDir, then stateDir if it is empty.
 
-Pods on this node lose their connectivity to other nodes and the outside.
-Stop kindnet.service first, or the agent puts everything back. Sysctls
-(forwarding) are left as they are: other software may rely on them. The cache
-in stateDir is kept; package purge removes it.`,
+Files kindnet did not create are never removed, and a directory holding
+any is kept. Pods on this node lose their connectivity to other nodes and
+the outside. Stop kindnet.service first, or the agent puts everything back.
+Sysctls (forwarding) are left as they are: other software may rely on them.
+Without --purge the cache in stateDir is kept; the package's purge (and
+rpm's erase) run cleanup --purge.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := cf.load(e, cmd.Flags())
@@ -61,8 +66,13 @@ in stateDir is kept; package purge removes it.`,
 			// hostIP): the bridge goes and the pods' links lose the setting
 			// before the table does.
 			removed, err = removeBridge(nl, cni.DefaultBridge)
-			errs = append(errs, err)
-			fmt.Fprintf(e.stdout, "bridge: %s %s\n", cni.DefaultBridge, removedWord(removed))
+			if errors.Is(err, errNotOurs) {
+				fmt.Fprintf(e.stdout, "bridge: %s left alone: not created by kindnet (no alias %q); if a kindnet release before the alias made it: ip link del %s\n",
+					cni.DefaultBridge, cni.BridgeAlias, cni.DefaultBridge)
+			} else {
+				errs = append(errs, err)
+				fmt.Fprintf(e.stdout, "bridge: %s %s\n", cni.DefaultBridge, removedWord(removed))
+			}
 
 			changed, err := cni.DisableRouteLocalnet(nl, cni.DefaultBridge)
 			errs = append(errs, err)
@@ -76,22 +86,35 @@ in stateDir is kept; package purge removes it.`,
 			errs = append(errs, err)
 			fmt.Fprintf(e.stdout, "cni: %s %s\n", cfg.CNIConfPath(), removedWord(removed))
 
-			removed, err = removeRunDir(cfg.IPAMDir())
-			errs = append(errs, err)
-			fmt.Fprintf(e.stdout, "IPAM: %s %s\n", cfg.IPAMDir(), removedWord(removed))
-
-			removed, err = removeRunDir(cfg.RunDir)
-			errs = append(errs, err)
-			fmt.Fprintf(e.stdout, "run dir: %s %s\n", cfg.RunDir, removedWord(removed))
+			dirs := []struct {
+				what string
+				dir  owned.Dir
+			}{{"CNI config temporary files", owned.ConfDir(&cfg.Config)}, {"run dir", owned.RunDir(&cfg.Config)}}
+			if purge {
+				dirs = append(dirs, struct {
+					what string
+					dir  owned.Dir
+				}{"state dir", owned.StateDir(&cfg.Config)})
+			}
+			for _, d := range dirs {
+				res, err := owned.Remove(d.dir)
+				errs = append(errs, err)
+				fmt.Fprintf(e.stdout, "%s: %s %s\n", d.what, d.dir.Path, res.Summary())
+			}
 			return errors.Join(errs...)
 		},
 	}
 	cf.bind(cmd.Flags())
+	cmd.Flags().BoolVar(&purge, "purge", false, "also remove the cache in stateDir (what the package's purge runs)")
 	return cmd
 }
 
-// removeBridge deletes the CNI plugin's bridge; a link of that name that
-// is not a bridge is not kindnet's and is left alone.
+// errNotOurs says a bridge of kindnet's name was not created by kindnet.
+var errNotOurs = errors.New("bridge not created by kindnet")
+
+// removeBridge deletes the CNI plugin's bridge: a link of that name the
+// plugin did not create (a veth, or a bridge without the plugin's alias)
+// is not kindnet's and is left alone.
 func removeBridge(nl *netlink.Handle, name string) (bool, error) {
 	l, err := nl.LinkByName(name)
 	var nf netlink.LinkNotFoundError
@@ -104,6 +127,11 @@ func removeBridge(nl *netlink.Handle, name string) (bool, error) {
 	if l.Type() != "bridge" {
 		return false, fmt.Errorf("%s is a %s, not kindnet's bridge: left alone", name, l.Type())
 	}
+	if !cni.OwnsBridge(l) {
+		// Not an error: someone else's bridge, or one made before the
+		// plugin marked its bridges; say how to remove the latter.
+		return false, errNotOurs
+	}
 	if err := nl.LinkDel(l); err != nil {
 		return false, fmt.Errorf("delete bridge %s: %w", name, err)
 	}
@@ -115,23 +143,4 @@ func removedWord(b bool) string {
 		return "removed"
 	}
 	return "not present"
-}
-
-// removeRunDir deletes the run directory, refusing paths that are clearly
-// not a directory of kindnet's own (a misconfigured runDir: / must not
-// wipe the machine).
-func removeRunDir(dir string) (bool, error) {
-	clean := filepath.Clean(dir)
-	depth := strings.Count(strings.Trim(clean, "/"), "/") + 1
-	switch {
-	case !filepath.IsAbs(clean) || clean == "/" || depth < 2:
-		return false, fmt.Errorf("refusing to remove run dir %q: expected a dedicated directory such as /run/kindnet", dir)
-	}
-	if _, err := os.Stat(clean); os.IsNotExist(err) {
-		return false, nil
-	}
-	if err := os.RemoveAll(clean); err != nil {
-		return false, fmt.Errorf("remove run dir %s: %w", clean, err)
-	}
-	return true, nil
 }

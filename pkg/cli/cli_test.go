@@ -82,19 +82,6 @@ func TestCompletionScripts(t *testing.T) {
 	}
 }
 
-func TestCleanupRefusesDangerousRunDir(t *testing.T) {
-	for _, d := range []string{"/", "/run", "relative/dir"} {
-		if _, err := removeRunDir(d); err == nil {
-			t.Errorf("removeRunDir(%q) did not refuse", d)
-		}
-	}
-	dir := filepath.Join(t.TempDir(), "run")
-	os.MkdirAll(filepath.Join(dir, "ipam"), 0o700)
-	if removed, err := removeRunDir(dir); err != nil || !removed {
-		t.Fatalf("removeRunDir(%s) = %v, %v", dir, removed, err)
-	}
-}
-
 func TestConfigValidateRefusesWhatIssue14Names(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string][]string{

@@ -54,6 +54,16 @@ func (a *attachment) wireBridge(hostNL, podNL *netlink.Handle, podNS netns.NsHan
 	}, nil
 }
 
+// BridgeAlias is the alias of a bridge the plugin created. A bridge of the
+// configured name without it (made by someone else, or by a release before
+// the alias existed) is used, but never deleted by `kindnet cleanup`.
+const BridgeAlias = aliasPrefix + "bridge"
+
+// OwnsBridge reports whether l is a bridge the plugin created.
+func OwnsBridge(l netlink.Link) bool {
+	return l.Type() == "bridge" && l.Attrs().Alias == BridgeAlias
+}
+
 // ensureBridge finds or makes the bridge: up, with the configured MTU, a
 // fixed MAC (a bridge otherwise takes the lowest MAC of its ports, which
 // changes as pods come and go and breaks their ARP caches), DAD off and
@@ -67,8 +77,19 @@ func (a *attachment) ensureBridge(nl *netlink.Handle) (netlink.Link, error) {
 		// The MTU is set below, not here: only an MTU set on an existing
 		// bridge sticks; one given at creation yields to its ports' MTUs.
 		la.Name, la.HardwareAddr = name, randomMAC()
-		if err := nl.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("create bridge %s: %w", name, err)
+		br := &netlink.Bridge{LinkAttrs: la}
+		addErr := nl.LinkAdd(br)
+		switch {
+		case addErr == nil:
+			// The alias records that kindnet made this bridge: `kindnet
+			// cleanup` deletes a bridge only when it carries it. Only the
+			// creator sets it (the kernel ignores IFLA_IFALIAS in the
+			// creating RTM_NEWLINK, so it is a second request).
+			if err := nl.LinkSetAlias(br, BridgeAlias); err != nil {
+				return nil, fmt.Errorf("mark bridge %s as kindnet's: %w", name, err)
+			}
+		case !errors.Is(addErr, unix.EEXIST):
+			return nil, fmt.Errorf("create bridge %s: %w", name, addErr)
 		}
 		l, err = nl.LinkByName(name)
 	}

@@ -156,6 +156,10 @@ func checkHostWiring(t *testing.T, mode Mode, n *node, res *types100.Result, ips
 		if err != nil {
 			t.Fatalf("bridge: %v", err)
 		}
+		// The mark `kindnet cleanup` deletes it by (issue 14 item 8).
+		if !OwnsBridge(br) {
+			t.Errorf("bridge %s made by the plugin has alias %q, want %q", DefaultBridge, br.Attrs().Alias, BridgeAlias)
+		}
 		if host.Attrs().MasterIndex != br.Attrs().Index {
 			t.Errorf("%s is not a port of %s", hostIf, DefaultBridge)
 		}

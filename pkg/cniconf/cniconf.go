@@ -115,21 +115,25 @@ type Result struct {
 // Reconcile writes the conflist for the snapshot's own podCIDRs. When they
 // are not known yet it writes nothing and leaves an existing file alone:
 // pods already running keep working, new ones wait.
-func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (Result, error) {
-	res := Result{Path: r.Path}
+//
+// Whatever happens, the result's Hash and ModTime describe the file on
+// disk: a write that fails (a full disk) leaves the previous config in
+// place and the runtime keeps using it, so status must show it there, with
+// the error, not "no CNI config".
+func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (res Result, err error) {
+	res = Result{Path: r.Path}
+	defer res.fillFromDisk()
 	if len(snap.Self.PodCIDRs) == 0 {
 		res.Waiting = "this node's podCIDR is not known yet"
 		if snap.SelfProblem != "" {
 			res.Waiting = snap.SelfProblem
 		}
-		res.fillFromDisk()
 		return res, nil
 	}
 	mtu, err := r.mtu()
 	if err != nil {
 		return res, err
 	}
-	res.MTU = mtu
 	data, err := Render(Params{Mode: r.Mode, PodCIDRs: snap.Self.PodCIDRs, MTU: mtu, CNIVersion: r.CNIVersion,
 		IPAMDir: r.IPAMDir, HostPortTable: r.HostPortTable})
 	if err != nil {
@@ -141,12 +145,14 @@ func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (Result,
 	if res.Written, err = atomicfile.Write(r.Path, data, 0o644); err != nil {
 		return res, err
 	}
-	res.Present = true
-	res.fillFromDisk()
+	// MTU is the file's: a config that could not be written does not
+	// have the new one.
+	res.Present, res.MTU = true, mtu
 	return res, nil
 }
 
 func (res *Result) fillFromDisk() {
+	res.Hash, res.ModTime = "", time.Time{}
 	data, err := os.ReadFile(res.Path)
 	if err != nil {
 		return

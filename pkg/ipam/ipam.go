@@ -23,6 +23,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,6 +41,23 @@ const (
 	// it finds: they belong to a process that was killed mid-write.
 	tmpPrefix = ".allocations.json.tmp-"
 )
+
+// storeFiles are the patterns (path.Match syntax) of every file the store
+// creates in a network's directory. `kindnet cleanup` removes exactly
+// these (OwnsFile), so a new kind of file the store makes must be added
+// here, or cleanup leaves it behind — and the directory with it.
+var storeFiles = []string{StateFile, lockFile, tmpPrefix + "*"}
+
+// OwnsFile reports whether name (a base name in a network's directory) is
+// a file the store creates there.
+func OwnsFile(name string) bool {
+	for _, pat := range storeFiles {
+		if ok, _ := path.Match(pat, name); ok {
+			return true
+		}
+	}
+	return false
+}
 
 // stateVersion is the format of StateFile; a newer one is refused rather
 // than misread.

@@ -295,3 +295,38 @@ func TestReleaseOwnedFreesOnlyTheCallersRecord(t *testing.T) {
 		t.Errorf("records left: %+v", all)
 	}
 }
+
+// Every file the store leaves in its directory, whatever it did, is one
+// OwnsFile names: `kindnet cleanup` removes exactly those, so a new kind of
+// file (a per-attachment lock, say) that storeFiles does not list would be
+// left behind, with the directory. The stale temporary file is what a
+// writer killed mid-write leaves.
+func TestEveryFileTheStoreMakesIsOneCleanupRemoves(t *testing.T) {
+	s := New(t.TempDir(), "kindnet")
+	for i := range 4 {
+		if _, err := s.Allocate(key(i), pools("10.0.0.0/24", "fd00::/64"), i%2 == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Release(key(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC([]Key{key(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, tmpPrefix+"12345"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) < 2 {
+		t.Fatalf("store directory holds %d files, expected at least the state and the lock", len(entries))
+	}
+	for _, e := range entries {
+		if !OwnsFile(e.Name()) {
+			t.Errorf("the store made %s, which OwnsFile (and so kindnet cleanup) does not name: add its pattern to storeFiles", e.Name())
+		}
+	}
+}

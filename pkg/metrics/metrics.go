@@ -86,7 +86,7 @@ func (m *Metrics) ObserveRun(run status.Run) {
 
 var (
 	descPeers       = prometheus.NewDesc("kindnet_peers", "Peers by state: routed, pending, off-link, conflict, rejected (reasons are in `kindnet status`).", []string{"state"}, nil)
-	descRoutes      = prometheus.NewDesc("kindnet_routes_installed", "kindnet routes present after the last routes reconcile.", nil, nil)
+	descRoutes      = prometheus.NewDesc("kindnet_routes_installed", "kindnet routes present after the last routes reconcile, or found on the host when none ran (no cluster view) or it failed before counting.", nil, nil)
 	descRecErrors   = prometheus.NewDesc("kindnet_reconcile_errors_total", "Failed runs of each reconciler.", []string{"reconciler"}, nil)
 	descRecRuns     = prometheus.NewDesc("kindnet_reconcile_runs_total", "Runs of each reconciler.", []string{"reconciler"}, nil)
 	descSrcEvents   = prometheus.NewDesc("kindnet_source_events_total", "Updates received from the source (views and errors).", []string{"source"}, nil)

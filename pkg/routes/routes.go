@@ -325,10 +325,14 @@ func protoName(p netlink.RouteProtocol) string {
 	return fmt.Sprint(int(p))
 }
 
-// Cleanup deletes every route carrying kindnet's protocol, in both
-// families, and nothing else. It returns how many it deleted.
+// Cleanup deletes every route of the main table carrying kindnet's
+// protocol, in both families, and nothing else. It returns how many it
+// deleted. Routes with kindnet's protocol number in other tables are not
+// kindnet's: it only ever installs into main, so a route elsewhere was put
+// there by someone else (a policy-routing setup copying routes, or another
+// program that picked the same number) and stays.
 func Cleanup(h *netlink.Handle) (int, error) {
-	routes, err := nldump.RouteListFiltered(h, netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_UNSPEC},
+	routes, err := nldump.RouteListFiltered(h, netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return 0, fmt.Errorf("list kindnet routes: %w", err)
@@ -336,7 +340,7 @@ func Cleanup(h *netlink.Handle) (int, error) {
 	n := 0
 	var errs []error
 	for _, rt := range routes {
-		if rt.Protocol != Protocol {
+		if rt.Protocol != Protocol || rt.Table != unix.RT_TABLE_MAIN {
 			continue
 		}
 		if err := h.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {

@@ -169,15 +169,24 @@ type Peer struct {
 // Routes sums up kindnet's routes on the host.
 type Routes struct {
 	// Installed is the number of kindnet routes present after the last
-	// routes reconcile.
+	// routes reconcile; before any (no cluster view yet) or when it could
+	// not read the routes, the number found on the host.
 	Installed int `json:"installed"`
+	// Error says why the routes on the host could not be counted: then
+	// Installed is not known to be what the host has.
+	Error string `json:"error,omitempty"`
 }
 
 // Masq is the masquerade table.
 type Masq struct {
 	Enabled bool   `json:"enabled"`
 	Table   string `json:"table"`
-	Present bool   `json:"present"`
+	// Present is whether the table exists on the host, also when the last
+	// masquerade reconcile failed or none ran yet.
+	Present bool `json:"present"`
+	// Error says why the host's tables could not be read: then Present is
+	// not known to be what the host has.
+	Error string `json:"error,omitempty"`
 	// PodRanges are the sources that get masqueraded; NoMasquerade the
 	// destinations that keep the pod address.
 	PodRanges    []string `json:"podRanges,omitempty"`

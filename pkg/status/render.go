@@ -312,7 +312,10 @@ func masqLine(r *Record, wide bool) string {
 		return "disabled"
 	}
 	state := "present"
-	if !m.Present {
+	switch {
+	case m.Error != "":
+		state = "unknown (" + m.Error + ")"
+	case !m.Present:
 		state = "absent"
 	}
 	s := fmt.Sprintf("table inet %s %s", m.Table, state)
@@ -345,7 +348,11 @@ func ipamLine(r *Record) string {
 
 func routesLines(r *Record, p *printer) {
 	if r.Host == nil {
-		p.kv("routes", fmt.Sprintf("%d kindnet routes installed", r.Routes.Installed))
+		s := fmt.Sprintf("%d kindnet routes installed", r.Routes.Installed)
+		if r.Routes.Error != "" {
+			s = p.paint(yellow, "unknown: "+r.Routes.Error)
+		}
+		p.kv("routes", s)
 		return
 	}
 	p.kv("routes", fmt.Sprintf("%d kindnet routes on the host", len(r.Host.Routes)))

@@ -94,6 +94,18 @@ type Listener struct {
 	ino  uint64
 }
 
+// tempSocket is where Listen binds before renaming the socket into place.
+func tempSocket(path string, pid int) string { return fmt.Sprintf("%s.%d.tmp", path, pid) }
+
+// IsTempSocket reports whether name (a base name in the socket's
+// directory) is a socket Listen bound and a killed agent left before
+// renaming it to path; `kindnet cleanup` removes them.
+func IsTempSocket(path, name string) bool {
+	var pid int
+	n, err := fmt.Sscanf(name, filepath.Base(path)+".%d.tmp", &pid)
+	return err == nil && n == 1 && name == filepath.Base(tempSocket(path, pid))
+}
+
 // Listen creates the status socket at path with mode 0600 (only root may
 // read the record: it names every node and address of the cluster). It is
 // bound under a temporary name, restricted, then renamed into place, so it
@@ -107,7 +119,7 @@ func Listen(path string) (*Listener, error) {
 	if err := clearStale(path); err != nil {
 		return nil, err
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	tmp := tempSocket(path, os.Getpid())
 	_ = os.Remove(tmp)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {

@@ -55,13 +55,17 @@ const RuntimeGrace = 15 * time.Second
 // Judge draws the verdict from a record. It is the only place that decides
 // what healthy means:
 //
-//   - down: the agent does not answer; there is no CNI config; or the CNI
-//     config is written but the container runtime has reported
+//   - down: the agent does not answer; there is no CNI config file on the
+//     host (a failed write of a new one leaves the old one, and that is
+//     degraded, not down); or the CNI config is written but the container runtime has reported
 //     NetworkReady=false for longer than RuntimeGrace since (either way
 //     new pods cannot start);
 //   - degraded: a peer is rejected, off-link or in conflict; the source
 //     cannot see the cluster or has not delivered a view yet; the CNI config
-//     is stale; a reconciler is failing; this node's podCIDR is unusable;
+//     is stale (its write failed: the old file is in use); a reconciler
+//     is failing; the cache could not be read or saved; the routes or the
+//     masquerade table on the host could not be read; this node's podCIDR
+//     is unusable;
 //     the runtime does not report NetworkReady within RuntimeGrace of the
 //     CNI config being written; the runtime's socket is configured but
 //     missing, or the runtime does not answer; another program's firewall
@@ -93,6 +97,9 @@ func downReasons(r *Record) []string {
 		s := "no CNI config at " + r.CNI.Path
 		if r.CNI.Waiting != "" {
 			s += " (" + r.CNI.Waiting + ")"
+		}
+		if e := runError(r, "cni"); e != "" {
+			s += ": " + e
 		}
 		out = append(out, s)
 	}
@@ -194,13 +201,28 @@ func degradedReasons(r *Record) []string {
 		if run.Error == "" {
 			continue
 		}
-		if run.Name == "cni" {
-			out = append(out, "CNI config stale: "+run.Error)
+		switch run.Name {
+		case "cni":
+			if r.CNI.Present {
+				out = append(out, "CNI config stale: "+run.Error)
+			}
+			continue
+		case "cache":
+			// Not a reconciler of the host, but what a restart without the
+			// source would start from: a cache that cannot be read or
+			// saved is a restart that loses the cluster view.
+			out = append(out, "cache: "+run.Error)
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s reconcile failing: %s", run.Name, run.Error))
 	}
-	if r.Masquerade.Enabled && !r.Masquerade.Present && ran(r, "masquerade") {
+	if r.Routes.Error != "" {
+		out = append(out, "kindnet routes on the host unknown: "+r.Routes.Error)
+	}
+	if r.Masquerade.Error != "" {
+		out = append(out, "masquerade table on the host unknown: "+r.Masquerade.Error)
+	}
+	if r.Masquerade.Enabled && !r.Masquerade.Present && r.Masquerade.Error == "" && ran(r, "masquerade") {
 		out = append(out, "masquerade table inet "+r.Masquerade.Table+" missing")
 	}
 	if s, lasting := RuntimeDisagrees(r); s != "" && !lasting {
@@ -239,6 +261,17 @@ func sourceProblem(r *Record) string {
 		return fmt.Sprintf("%s: %s", name, s.Error)
 	case !s.Synced:
 		return name + " has not delivered a view yet"
+	}
+	return ""
+}
+
+// runError is the error of the named run's last time, "" when it
+// succeeded or never ran.
+func runError(r *Record, name string) string {
+	for _, run := range r.Reconcilers {
+		if run.Name == name {
+			return run.Error
+		}
 	}
 	return ""
 }

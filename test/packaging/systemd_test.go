@@ -292,8 +292,18 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		}
 	})
 
-	t.Run("purge runs kindnet cleanup: routes, table, CNI config, state and config gone", func(t *testing.T) {
+	t.Run("purge runs kindnet cleanup: routes, table, CNI config, state and config gone; others' files kept", func(t *testing.T) {
+		// A file kindnet did not create, in its run directory: purge
+		// removes kindnet's files and keeps this one, and so the directory.
+		foreign := "/run/kindnet/not-kindnets"
+		s.MustRun("sh", "-c", "echo keep >"+foreign)
 		s.MustRun("dpkg", "--purge", "kindnet")
+		if _, err := os.Lstat(s.Path(foreign)); err != nil {
+			t.Errorf("purge removed %s, which kindnet did not create: %v", foreign, err)
+		}
+		if left := s.MustRun("ls", "-A", "/run/kindnet"); strings.TrimSpace(left) != "not-kindnets" {
+			t.Errorf("/run/kindnet after purge holds:\n%s\nwant only the foreign file", left)
+		}
 		// By number: the purge also removed the rt_protos.d name.
 		if got := s.MustRun("ip", "-4", "route", "show", "proto", "107"); got != "" {
 			t.Errorf("kindnet routes left after purge:\n%s", got)
@@ -301,7 +311,7 @@ func TestSystemdRunsPackagedUnitReadyBeforeKubeletRestartsAndKeepsRoutes(t *test
 		if _, _, err := s.Run("nft", "list", "table", "inet", "kindnet"); err == nil {
 			t.Error("nftables table inet kindnet left after purge")
 		}
-		for _, p := range []string{"/etc/cni/net.d/10-kindnet.conflist", "/run/kindnet", "/var/lib/kindnet", "/etc/kindnet", "/usr/bin/kindnet"} {
+		for _, p := range []string{"/etc/cni/net.d/10-kindnet.conflist", "/var/lib/kindnet", "/etc/kindnet", "/usr/bin/kindnet"} {
 			if _, err := os.Lstat(s.Path(p)); err == nil {
 				t.Errorf("left after purge: %s", p)
 			}
