@@ -27,11 +27,14 @@ if [ "$#" -eq 0 ]; then
 	exit 2
 fi
 
-if [ "${KINDNET_IN_USERNS:-}" = 1 ]; then
+if [ "${IN_USERNS_SH_CHILD:-}" = 1 ]; then
 	# Already inside (the re-exec below): a private /run, and loopback up
 	# as on any host (tests listen on 127.0.0.1 and ::1).
 	mount -t tmpfs -o mode=0755 kindnet-userns-run /run
+	# The marker goes, so the command sees the environment it was given
+	# (kindnet itself refuses unknown KINDNET_* variables: hence the name).
 	ip link set lo up
+	unset IN_USERNS_SH_CHILD
 	exec "$@"
 fi
 
@@ -42,4 +45,4 @@ if ! unshare -Urnm true 2>/dev/null; then
 	exit 3
 fi
 
-KINDNET_IN_USERNS=1 exec unshare -Urnm --propagation private "$0" "$@"
+IN_USERNS_SH_CHILD=1 exec unshare -Urnm --propagation private "$0" "$@"
