@@ -3,6 +3,7 @@
 #
 #   packaging/build.sh packages          build both into $DIST
 #   packaging/build.sh pkg-version VER   print VER made safe for dpkg and rpm
+#   packaging/build.sh scripts DIR       assemble the maintainer scripts into DIR (make lint)
 #
 # Environment (the Makefile sets all of these):
 #   VERSION     kindnet version (semver-like: 1.2.3, 1.2.3-rc.1, git describe)
@@ -98,6 +99,15 @@ script() {
 	chmod 0755 "$out"
 }
 
+# maintainer_scripts DIR assembles every maintainer script into DIR/deb and
+# DIR/rpm, as they are packaged.
+maintainer_scripts() {
+	local st=$1 s
+	mkdir -p "$st/deb" "$st/rpm"
+	for s in postinst prerm postrm; do script "$repo/packaging/deb/$s" "$st/deb/$s"; done
+	for s in post preun postun; do script "$repo/packaging/rpm/$s" "$st/rpm/$s"; done
+}
+
 # rpm_config writes the rpm's nfpm config into the stage: the one in
 # packaging/rpm plus one %doc entry per man page.
 rpm_config() {
@@ -128,8 +138,7 @@ stage() {
 	cp "$repo/LICENSE" "$st/LICENSE"
 	cp "$repo/packaging/deb/copyright" "$st/deb/copyright"
 	cp "$repo/packaging/deb/lintian-overrides" "$st/deb/lintian-overrides"
-	for s in postinst prerm postrm; do script "$repo/packaging/deb/$s" "$st/deb/$s"; done
-	for s in post preun postun; do script "$repo/packaging/rpm/$s" "$st/rpm/$s"; done
+	maintainer_scripts "$st"
 	rpm_config "$st"
 	changelog "$st/deb/changelog.yml" "$PKG_VERSION-1"
 	changelog "$st/rpm/changelog.yml" "$VERSION-1"
@@ -163,6 +172,10 @@ packages) packages ;;
 pkg-version)
 	[ -n "${2:-}" ] || die "usage: $0 pkg-version VERSION"
 	pkg_version "$2"
+	;;
+scripts)
+	[ -n "${2:-}" ] || die "usage: $0 scripts DIR"
+	maintainer_scripts "$2"
 	;;
 *)
 	sed -n '2,5p' "$0" >&2

@@ -181,6 +181,18 @@ ensure_coredns() {
 }
 TOOLS+=(coredns)
 
+# staticcheck for make lint only (so `tools.sh all`, which make test runs,
+# leaves it out). Pinned: a new release brings new checks, and the
+# exclusions in staticcheck.conf are judged against this one.
+STATICCHECK_VERSION=v0.8.2
+path_staticcheck() { echo "$CACHE/staticcheck-$STATICCHECK_VERSION/staticcheck"; }
+ensure_staticcheck() {
+	local d
+	d=$(dirname "$(path_staticcheck)")
+	[ -x "$d/staticcheck" ] && return 0
+	go_install "$d" honnef.co/go/tools/cmd/staticcheck@"$STATICCHECK_VERSION"
+}
+
 
 case "${1:-}" in
 all)

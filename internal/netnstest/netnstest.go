@@ -1,9 +1,27 @@
 // Package netnstest is the one shared helper for tests that touch the
 // kernel: it creates throwaway network namespaces with unique names and
-// removes them when the test ends, also when it fails. Tests that need root
-// skip with a clear message when not run as root.
+// removes them when the test ends, also when it fails. It never changes the
+// network namespace the test process runs in.
 //
-// It never changes the network namespace the test process runs in.
+// It also says which privilege a test needs, so that `make test-unit` runs
+// every kernel test it can without root. Pick the weakest that is enough:
+//
+//   - nothing: a pure test (files in t.TempDir, parsing, models).
+//   - [RequireRoot]: CAP_NET_ADMIN over network namespaces the test creates
+//     with [New] — netlink links, addresses and routes, nftables tables,
+//     /proc/sys/net, `ip netns exec`, listening on loopback there. Satisfied
+//     by the host's root and equally by any user inside scripts/in-userns.sh
+//     (`unshare -Urnm`, which `make test-unit` uses), where the process is
+//     root of its own user namespace.
+//   - [RequireHostRoot]: the real root of the host — mounts the test cannot
+//     make in a private mount namespace, systemd, installing packages,
+//     containerd and runc, chroot, files that must be owned by root or by
+//     another user, running a program as another uid. Skips inside a user
+//     namespace, saying why, and outside one when not root.
+//
+// A new kernel test calls [New] (which calls RequireRoot itself) and nothing
+// else; it only needs RequireHostRoot for one of the reasons above, and then
+// passes the reason.
 package netnstest
 
 import (
@@ -34,12 +52,46 @@ func (n *NS) Fd() int { return int(n.Handle) }
 // Path is the bind-mounted path of the namespace.
 func (n *NS) Path() string { return "/run/netns/" + n.Name }
 
-// RequireRoot skips the test unless it runs as root.
+// RequireRoot skips the test unless it has CAP_NET_ADMIN over network
+// namespaces it creates: it runs as root, either the host's or that of a
+// user namespace (scripts/in-userns.sh, `make test-unit`).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces: run `sudo make test`")
+		t.Skip("needs CAP_NET_ADMIN in network namespaces it creates: run `make test-unit` " +
+			"(any user, in a user namespace) or `sudo make test`")
 	}
+}
+
+// RequireHostRoot skips the test unless it runs as the host's real root,
+// not root of a user namespace. why says what needs it ("boots systemd",
+// "files owned by root"), and is shown when the test skips.
+func RequireHostRoot(t testing.TB, why string) {
+	t.Helper()
+	switch {
+	case os.Geteuid() != 0:
+		t.Skipf("needs the host's root (%s): run `sudo make test`", why)
+	case InUserNS():
+		t.Skipf("needs the host's root (%s), not root of a user namespace: "+
+			"skipped by `make test-unit`, run by `sudo make test`", why)
+	}
+}
+
+// IsHostRoot reports whether the process is the host's real root (what
+// RequireHostRoot asks for), for code that chooses rather than skips.
+func IsHostRoot() bool { return os.Geteuid() == 0 && !InUserNS() }
+
+// InUserNS reports whether the process runs in a user namespace other than
+// the host's initial one. The initial namespace maps every uid to itself:
+// its /proc/self/uid_map is the single line "0 0 4294967295"; any other map
+// belongs to a namespace made by unshare -U or a container runtime.
+func InUserNS() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false // no user namespaces in this kernel at all
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }
 
 // UniqueName returns a short name unlikely to collide with another run
@@ -57,7 +109,15 @@ func New(t testing.TB) *NS {
 	name := UniqueName("kntest-")
 	ns, err := create(name)
 	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
+		hint := ""
+		if InUserNS() {
+			// Named namespaces are bind-mounted under /run/netns, which
+			// root of a user namespace may only do in a mount namespace
+			// of its own with its own /run: what in-userns.sh sets up.
+			hint = " (in a user namespace, run the tests through scripts/in-userns.sh, " +
+				"which gives them a private /run; plain `unshare -Urn` cannot mount there)"
+		}
+		t.Fatalf("create netns %s: %v%s", name, err, hint)
 	}
 	t.Cleanup(func() { ns.Close() })
 	lo, err := ns.NL.LinkByName("lo")

@@ -8,14 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
 
 func TestNodesFileOthersCanWriteIsLoggedOnceAndDegradesStatus(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the files must be root-owned to tell the modes apart (run as root, as CI does)")
-	}
+	netnstest.RequireHostRoot(t, "the files must be owned by root to tell the modes apart")
 	dir := t.TempDir()
 	nodes := filepath.Join(dir, "nodes.yaml")
 	cfgPath := filepath.Join(dir, "config.yaml")

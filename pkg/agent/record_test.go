@@ -3,21 +3,18 @@ package agent
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/internal/golden"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/masq"
 	"github.com/kindnet-dev/kindnet/pkg/model"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 var t0 = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
 
@@ -102,7 +99,7 @@ func TestStatusRecordFromKnownViewMatchesGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/status.golden", append(got, '\n'))
+	golden.Check(t, "testdata/status.golden", append(got, '\n'))
 }
 
 func hasPeer(peers []status.Peer, name, state, reason string) bool {
@@ -112,23 +109,6 @@ func hasPeer(peers []status.Peer, name, state, reason string) bool {
 		}
 	}
 	return false
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs (run go test ./pkg/agent -update if intended):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
 }
 
 func TestSourceHealthIsRecordedByKind(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
@@ -116,9 +118,7 @@ func TestConfigValidateRefusesWhatIssue14Names(t *testing.T) {
 }
 
 func TestConfigValidateWarnsAboutAConfigOthersCanWrite(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the file must be root-owned to tell the modes apart (run as root, as CI does)")
-	}
+	netnstest.RequireHostRoot(t, "the file must be owned by root to tell the modes apart")
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	os.WriteFile(cfg, []byte("nodeName: n1\nnodesFile: /etc/kindnet/nodes.yaml\n"), 0o600)
 	if err := os.Chmod(cfg, 0o666); err != nil {

@@ -72,6 +72,8 @@ runs the same binary as its CNI plugin.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// The message is printed as is, under the error, like cobra's own.
+		//lint:ignore ST1005 a second line for people, not an error to wrap
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newAgentCmd(e), newCleanupCmd(e), newConfigCmd(e), newVersionCmd(e), newCompletionCmd(e))
@@ -87,6 +89,7 @@ func markArgErrorsAsUsage(c *cobra.Command) {
 	if check := c.Args; check != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error {
 			if err := check(cmd, args); err != nil {
+				//lint:ignore ST1005 a second line for people, not an error to wrap
 				return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nSee '%s --help'.", err, cmd.CommandPath())}
 			}
 			return nil

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 // helperEnv makes TestHelperProcessRunsTheCLI act as the kindnet binary.
@@ -29,9 +31,7 @@ func TestHelperProcessRunsTheCLI(t *testing.T) {
 // (mode 0600): it says so and exits 77, rather than inspecting the host
 // and calling the agent down.
 func TestStatusAsAnotherUserExitsNoPermission(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run kindnet status as another user: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "runs kindnet status as another uid")
 	env := newStatusEnv(t)
 	env.agent(t, nil)
 	// Everything on the way open to others, so that only the socket's own

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 // loadedWith loads a config file (mode 0600) naming nodes as the nodes file.
@@ -22,9 +24,7 @@ func loadedWith(t *testing.T, dir, nodes string) *Loaded {
 }
 
 func TestFilesWritableByOthersThanRootAreWarnedAbout(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the files must be root-owned to tell the modes apart (run as root, as CI does)")
-	}
+	netnstest.RequireHostRoot(t, "the files must be owned by root to tell the modes apart")
 	dir := t.TempDir()
 	nodes := filepath.Join(dir, "nodes.yaml")
 	if err := os.WriteFile(nodes, nil, 0o600); err != nil {

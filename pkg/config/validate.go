@@ -258,15 +258,6 @@ func (v *validator) metricsAddress(addr string) {
 	}
 }
 
-func containedIn(p netip.Prefix, in []netip.Prefix) bool {
-	for _, c := range in {
-		if c.Bits() <= p.Bits() && c.Contains(p.Addr()) {
-			return true
-		}
-	}
-	return false
-}
-
 func hasIPv6(lists ...[]netip.Prefix) bool {
 	for _, l := range lists {
 		for _, p := range l {
@@ -276,12 +267,4 @@ func hasIPv6(lists ...[]netip.Prefix) bool {
 		}
 	}
 	return false
-}
-
-func joinPrefixes(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ", ")
 }

@@ -55,9 +55,7 @@ func Read(h *netlink.Handle) (Facts, error) {
 			return f, err
 		}
 		for _, r := range defs {
-			for _, gw := range gateways(r) {
-				f.Gateways = append(f.Gateways, gw)
-			}
+			f.Gateways = append(f.Gateways, gateways(r)...)
 		}
 	}
 	return f, nil

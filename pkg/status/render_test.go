@@ -3,35 +3,13 @@ package status
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kindnet-dev/kindnet/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run go test -update if the change is intended):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
 
 var t0 = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
 
@@ -76,8 +54,8 @@ func render(t *testing.T, r Record, o RenderOptions) string {
 }
 
 func TestRenderGolden(t *testing.T) {
-	golden(t, "human.golden", []byte(render(t, degradedRecord(), RenderOptions{})))
-	golden(t, "human-wide.golden", []byte(render(t, degradedRecord(), RenderOptions{Wide: true})))
+	golden.Check(t, "testdata/human.golden", []byte(render(t, degradedRecord(), RenderOptions{})))
+	golden.Check(t, "testdata/human-wide.golden", []byte(render(t, degradedRecord(), RenderOptions{Wide: true})))
 }
 
 func TestRenderHeaderIsTheVerdictAndReasonsAreShown(t *testing.T) {
@@ -134,7 +112,7 @@ func TestRenderAgentDownShowsHostFacts(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	golden(t, "human-down.golden", []byte(out))
+	golden.Check(t, "testdata/human-down.golden", []byte(out))
 }
 
 // The case of issue 13 as an operator sees it: kindnet wrote its CNI
@@ -158,7 +136,7 @@ func TestRenderRuntimeThatDisagrees(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	golden(t, "human-runtime.golden", []byte(out))
+	golden.Check(t, "testdata/human-runtime.golden", []byte(out))
 
 	// The plugin's own STATUS failing is no case for the hint.
 	r.Runtime.Message = "Network plugin returns error: plugin type=\"kindnet\" failed (status): kindnet cannot allocate pod addresses"

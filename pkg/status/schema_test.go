@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kindnet-dev/kindnet/internal/golden"
 )
 
 // schemaLines lists every JSON field of t as "path type", e.g.
@@ -52,8 +54,8 @@ func schemaLines(t reflect.Type, prefix string) []string {
 func TestSchemaIsStable(t *testing.T) {
 	cur := schemaLines(reflect.TypeFor[Record](), "")
 	got := fmt.Sprintf("schemaVersion %d\n%s\n", SchemaVersion, strings.Join(cur, "\n"))
-	if *update {
-		golden(t, "schema.golden", []byte(got))
+	if golden.Updating() {
+		golden.Check(t, "testdata/schema.golden", []byte(got))
 		return
 	}
 	data, err := os.ReadFile("testdata/schema.golden")

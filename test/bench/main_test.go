@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -15,8 +16,8 @@ var binDir string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("bench: not root: the lab tests skip (run `sudo make test`)")
+	if !netnstest.IsHostRoot() {
+		fmt.Println("bench: not the host's root: the lab tests skip (run `sudo make test`)")
 		return m.Run()
 	}
 	dir, err := lab.BuildBinaries("../..")
@@ -32,9 +33,7 @@ func run(m *testing.M) int {
 // testEnv is the environment of the root tests; it skips without root.
 func testEnv(t *testing.T) Env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "builds the network-namespace lab")
 	return Env{Kindnet: filepath.Join(binDir, "kindnet"), LabTool: filepath.Join(binDir, "kindnet-lab"), Log: t.Logf}
 }
 

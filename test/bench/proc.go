@@ -57,16 +57,6 @@ func (p *proc) stop() {
 	}
 }
 
-// exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // runInNS runs a command inside a namespace with a time limit and returns
 // its standard output.
 func runInNS(ctx context.Context, timeout time.Duration, ns string, args ...string) ([]byte, error) {

@@ -208,13 +208,6 @@ func (h *synthHost) watchRoutes() (*routeWatch, error) {
 	return w, nil
 }
 
-// failed returns the first subscription error, if any.
-func (w *routeWatch) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
 // since returns the events read at or after t.
 func (w *routeWatch) since(t time.Time) []routeEvent {
 	w.mu.Lock()

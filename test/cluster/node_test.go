@@ -16,7 +16,7 @@ import (
 // and the machine sees none of it: not the sysctl values, not a mount;
 // Down removes everything.
 func TestNodeNamespacesAreTheNodesOwnAndLeaveNothing(t *testing.T) {
-	netnstest.RequireRoot(t)
+	netnstest.RequireHostRoot(t, "node namespaces with mounts and cgroups")
 	root := t.TempDir()
 	id := newID()
 	c := &Cluster{ID: id, Dir: filepath.Join(root, id)}

@@ -22,7 +22,7 @@ func TestNodeRestartComesBack(t *testing.T) {
 	if os.Getenv("KINDNET_CLUSTER_RESTART") != "1" {
 		t.Skip("the node-restart scenario takes minutes: set KINDNET_CLUSTER_RESTART=1 to run it (make conformance runs it too)")
 	}
-	netnstest.RequireRoot(t)
+	netnstest.RequireHostRoot(t, "a cluster of machines with systemd and containerd")
 	repo, err := kubetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

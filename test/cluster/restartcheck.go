@@ -220,7 +220,7 @@ func (r *restartCheck) waitNodeReady(ctx context.Context, since time.Time) error
 				if cond.Status == corev1.ConditionTrue && fresh {
 					return true, nil
 				}
-				return false, fmt.Errorf("Ready=%s (%s: %s), heartbeat %s", cond.Status, cond.Reason, cond.Message, cond.LastHeartbeatTime)
+				return false, fmt.Errorf("condition Ready=%s (%s: %s), heartbeat %s", cond.Status, cond.Reason, cond.Message, cond.LastHeartbeatTime)
 			}
 		}
 		return false, errors.New("no Ready condition")

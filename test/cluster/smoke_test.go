@@ -30,7 +30,7 @@ const hostPort = 30080
 // (CoreDNS), a hostPort on the node's addresses, node to pod; then tears
 // the cluster down and checks that nothing is left.
 func TestClusterSmoke(t *testing.T) {
-	netnstest.RequireRoot(t)
+	netnstest.RequireHostRoot(t, "a cluster of machines with systemd and containerd")
 	repo, err := kubetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
 	"github.com/kindnet-dev/kindnet/test/cluster/images"
 	"github.com/kindnet-dev/kindnet/test/lab"
@@ -38,8 +39,8 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("cri: not root: the runtime tests skip (run `sudo make test`)")
+	if !netnstest.IsHostRoot() {
+		fmt.Println("cri: not the host's root: the runtime tests skip (run `sudo make test`)")
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "kindnet-cri-bin-")
@@ -94,9 +95,7 @@ func toolPath(name string) string {
 
 func requireTools(t *testing.T, f flavour) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run containerd in the network-namespace lab: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "runs containerd and runc")
 	need := []string{f.containerd, f.ctr, crictlBin, "/usr/lib/cni/loopback"}
 	if f.shim != "" {
 		need = append(need, f.shim)

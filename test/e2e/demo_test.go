@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -18,9 +19,7 @@ import (
 // every section a newcomer is promised, report success only when every pod
 // reaches every other and egress is masqueraded, and leave nothing behind.
 func TestDemoShowsAWorkingLabAndRemovesIt(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "builds the network-namespace lab")
 	o := labOptions(t)
 	o.PodsPerNode = 2 // as `kindnet-lab demo` runs it
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kindnet-dev/kindnet/internal/kubetest"
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/kube"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 	"github.com/kindnet-dev/kindnet/test/lab"
@@ -60,9 +61,7 @@ type kubeLabOptions struct {
 // kubeconfig, then starts the agents.
 func newKubeLab(t testing.TB, ko kubeLabOptions) *kubeLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "builds the network-namespace lab")
 	apiBin, etcdBin, err := kubetest.Binaries()
 	if err != nil {
 		t.Fatalf("the Kubernetes API tests need the real control plane: %v", err)

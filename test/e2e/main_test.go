@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/test/lab"
 )
 
@@ -24,8 +25,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if os.Geteuid() != 0 {
-		fmt.Println("e2e: not root: the lab tests skip (run `sudo make test`)")
+	if !netnstest.IsHostRoot() {
+		fmt.Println("e2e: not the host's root: the lab tests skip (run `sudo make test`)")
 		return m.Run()
 	}
 	dir, err := lab.BuildBinaries("../..")
@@ -52,9 +53,7 @@ func labOptions(t testing.TB) lab.Options {
 // when it fails. On failure the agents' logs are attached to the test output.
 func newLab(t testing.TB, o lab.Options) *lab.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build the network-namespace lab: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "builds the network-namespace lab")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	l, err := lab.Up(ctx, o)

@@ -60,7 +60,7 @@ spec:
 }
 
 func TestKubeadmInitAndJoinForReal(t *testing.T) {
-	netnstest.RequireRoot(t)
+	netnstest.RequireHostRoot(t, "boots machines with systemd, containerd and kubeadm")
 	for _, p := range []string{"/lib/systemd/systemd", "/usr/sbin/runc", "/usr/lib/cni/loopback"} {
 		if _, err := os.Stat(p); err != nil {
 			skipOrFail(t, fmt.Sprintf("%s is missing: `make deps` installs it (systemd, runc, containernetworking-plugins)", p))

@@ -6,14 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 // A lab whose builder was killed before it saved its state still comes
 // down completely: `kindnet-lab down` finds its namespaces by the ID.
 func TestLabKilledBeforeItSavedItsStateIsStillRemoved(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "the lab keeps its state under /run and runs agents as root")
 	id := newID()
 	dir := filepath.Join(StateRoot, id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

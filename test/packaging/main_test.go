@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 // repoRoot is the repository, two levels up from this package.
@@ -46,9 +48,7 @@ func TestMain(m *testing.M) {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: installs packages and boots systemd in throwaway namespaces (run as root, as CI does)")
-	}
+	netnstest.RequireHostRoot(t, "installs packages and boots systemd in throwaway namespaces")
 }
 
 // needTools skips when a tool is missing, except in CI (CI=true), where

@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 // Mode says what PID 1 of a sandbox does.
@@ -152,9 +154,7 @@ exec chroot "$r" sleep infinity
 // NeedRoot skips the test unless it runs as root.
 func NeedRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: boots throwaway machines in new namespaces (run as root, as CI does)")
-	}
+	netnstest.RequireHostRoot(t, "boots throwaway machines with mounts, cgroups and systemd")
 }
 
 // New starts a sandbox; it is destroyed when the test ends.

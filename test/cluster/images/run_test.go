@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
 // hostname is the host's name, which a chroot (no UTS namespace) shares.
@@ -28,9 +30,7 @@ func hostname(t *testing.T) string {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to chroot into the images and to run containerd: run `sudo make test`")
-	}
+	netnstest.RequireHostRoot(t, "chroots into the images and runs containerd")
 }
 
 // unpack extracts a's layer into a fresh directory, owners and modes as
