@@ -3,13 +3,17 @@ package nodesfile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -208,5 +212,105 @@ func TestNodesFileThatIsNotARegularFileIsRefusedWithoutBlocking(t *testing.T) {
 			<-done
 			t.Errorf("%s: reading blocked for 5s", path)
 		}
+	}
+}
+
+// Content that was refused is not parsed again while it stays the same:
+// polled every second, a broken 60 MB file used to be re-parsed every
+// second. Touching the file (same bytes, new mtime) does not re-parse it
+// either; new content is parsed and applied.
+func TestBrokenContentIsParsedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	broken := "apiVersion: v1\nkind: Node\nmetadata: [\n"
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var parses, polls atomic.Int64
+	src := &Source{Path: path, Self: "n1", Interval: time.Millisecond,
+		parse:  func(b []byte) ([]corev1.Node, error) { parses.Add(1); return Parse(b) },
+		polled: func() { polls.Add(1) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan model.Update, 8)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	waitPolls := func(n int64) {
+		t.Helper()
+		for start := polls.Load(); polls.Load() < start+n; {
+			select {
+			case <-done:
+				t.Fatal("source stopped")
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	if u := <-out; u.Err == nil || !strings.Contains(u.Err.Error(), "document 1") {
+		t.Fatalf("broken file: %+v", u)
+	}
+	waitPolls(50)
+	if n := parses.Load(); n != 1 {
+		t.Fatalf("unchanged broken content parsed %d times in 50 polls, want once", n)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	waitPolls(20)
+	if n := parses.Load(); n != 1 {
+		t.Fatalf("touched broken content parsed %d times, want once", n)
+	}
+	select {
+	case u := <-out:
+		t.Fatalf("unchanged broken content reported again: %+v", u)
+	default:
+	}
+	good := "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [10.244.1.0/24]}\n"
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if u := <-out; u.View == nil || u.View.Self.Name != "n1" {
+		t.Fatalf("fixed file: %+v", u)
+	}
+	waitPolls(20)
+	if n := parses.Load(); n != 2 {
+		t.Fatalf("parses = %d after the fix, want 2", n)
+	}
+}
+
+// A file over the bound is refused from its size, without being read or
+// parsed, with an error naming the bound; by Read (the boot) and by Run.
+func TestTooLargeNodesFileIsRefusedNamingTheBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: 60 MB of size without 60 MB of disk.
+	if err := fh.Truncate(60 << 20); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	var parses atomic.Int64
+	src := &Source{Path: path, Self: "n1", Interval: time.Millisecond,
+		parse: func(b []byte) ([]corev1.Node, error) { parses.Add(1); return Parse(b) }}
+	want := fmt.Sprintf("%d bytes: larger than the 16 MiB limit", 60<<20)
+	if _, err := src.Read(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Read: err = %v, want %q", err, want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan model.Update, 8)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	if u := <-out; u.Err == nil || !strings.Contains(u.Err.Error(), want) || !strings.Contains(u.Err.Error(), path) {
+		t.Fatalf("Run: %+v, want %q", u, want)
+	}
+	if n := parses.Load(); n != 0 {
+		t.Fatalf("a too-large file was parsed %d times", n)
+	}
+	// Parse itself refuses more than the bound, whoever calls it.
+	if _, err := Parse(make([]byte, maxNodesFileSize+1)); err == nil || !strings.Contains(err.Error(), "16 MiB limit") {
+		t.Fatalf("Parse over the bound: %v", err)
 	}
 }
