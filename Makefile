@@ -104,7 +104,7 @@ bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-loca
 	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 bench-kube: deps tools ## Kubernetes source against a real API server: create→route latency, 5,000-node sync and RSS (root)
-	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 30m ./test/e2e/
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 60m ./test/e2e/
 
 # The soak (test/e2e/soak_test.go): SOAK long under pod churn, Node
 # changes, agent kills and API outages; it prints a summary and fails on
