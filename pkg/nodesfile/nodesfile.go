@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -199,15 +201,20 @@ func (f *Source) parseFn() func([]byte) ([]corev1.Node, error) {
 	return Parse
 }
 
-// readLimited reads a regular file of at most maxNodesFileSize bytes. A
-// larger file is refused from its size before any byte is read; the limited
-// read still bounds a file that grows while it is read.
+// readLimited reads a regular file of at most maxNodesFileSize bytes.
 func readLimited(path string) ([]byte, error) {
 	fh, fi, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
+	return readOpened(fh, fi, path)
+}
+
+// readOpened reads an opened nodes file. A file over the bound is refused
+// from its size before any byte is read; the limited read still bounds a
+// file that grows while it is read.
+func readOpened(fh *os.File, fi fs.FileInfo, path string) ([]byte, error) {
 	if fi.Size() > maxNodesFileSize {
 		return nil, fmt.Errorf("nodes file %s: %w", path, tooLarge(fi.Size()))
 	}
@@ -221,14 +228,45 @@ func readLimited(path string) ([]byte, error) {
 	return data, nil
 }
 
+// fileID is what stat says of a file's identity and last change. Any write
+// changes ctime (no user can set it), a file renamed into place has another
+// inode.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // ns
+}
+
+func idOf(fi fs.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+}
+
+// settled reports whether the file had last changed over a second before
+// opened: only then does an unchanged fileID prove unchanged content. A
+// write in the same clock tick as the read could leave the same times
+// (file timestamps come from a coarse clock), so a file that changed just
+// before it was read is read again next time (git's "racily clean" rule).
+func (id fileID) settled(opened time.Time) bool {
+	limit := opened.Add(-time.Second).UnixNano()
+	return id.ino != 0 && id.mtime < limit && id.ctime < limit
+}
+
 // outcome is what the last content read turned into: a view or the reason
 // it was refused. Content is identified by its hash, so the same bytes —
 // good or broken — are parsed once, however often they are polled.
 type outcome struct {
 	valid bool
 	sum   [32]byte
-	view  model.View
-	err   error
+	// id is the file as last read; stable says it had settled then, so the
+	// same id means the same content without reading it.
+	id     fileID
+	stable bool
+	view   model.View
+	err    error
 }
 
 // Run implements model.Source. It polls the file's content: polling survives the
@@ -278,18 +316,31 @@ func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 }
 
 // poll reads the file and returns its view or the reason it is refused, and
-// whether the content differs from the last content read. Content with the
-// hash of the last content read is not parsed again: its outcome is reused.
+// whether the content differs from the last content read. A settled file
+// whose stat is unchanged is not even read; content with the hash of the
+// last content read is not parsed again: its outcome is reused.
 func (f *Source) poll(last *outcome) (v model.View, changed bool, err error) {
-	data, err := readLimited(f.Path)
+	opened := time.Now()
+	fh, fi, err := openRegular(f.Path)
+	if err != nil {
+		return model.View{}, false, err
+	}
+	defer fh.Close()
+	id := idOf(fi)
+	if last.valid && last.stable && id == last.id {
+		return last.view, false, last.err
+	}
+	data, err := readOpened(fh, fi, f.Path)
 	if err != nil {
 		return model.View{}, false, err
 	}
 	sum := sha256.Sum256(data)
+	stable := id.settled(opened)
 	if last.valid && sum == last.sum {
+		last.id, last.stable = id, stable
 		return last.view, false, last.err
 	}
-	*last = outcome{valid: true, sum: sum}
+	*last = outcome{valid: true, sum: sum, id: id, stable: stable}
 	nodes, err := f.parseFn()(data)
 	if err != nil {
 		last.err = fmt.Errorf("nodes file %s: %w", f.Path, err)

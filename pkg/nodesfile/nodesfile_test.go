@@ -314,3 +314,91 @@ func TestTooLargeNodesFileIsRefusedNamingTheBound(t *testing.T) {
 		t.Fatalf("Parse over the bound: %v", err)
 	}
 }
+
+// BenchmarkPollUnchangedBrokenFile is what a broken nodes file near the
+// bound costs per poll (once a second) once it was parsed: just changed, a
+// read and a hash; settled (changed over a second before), a stat. Never a
+// parse: before, each poll parsed it again (0.47 CPU-s per poll at 60 MB).
+func BenchmarkPollUnchangedBrokenFile(b *testing.B) {
+	for _, settled := range []bool{false, true} {
+		b.Run(map[bool]string{false: "just-changed", true: "settled"}[settled], func(b *testing.B) { benchPollBroken(b, settled) })
+	}
+}
+
+func benchPollBroken(b *testing.B, settled bool) {
+	path := filepath.Join(b.TempDir(), "nodes.yaml")
+	node := "- apiVersion: v1\n  kind: Node\n  metadata: {name: n%06d}\n  spec: {podCIDRs: [10.%d.%d.0/24]}\n  status: {addresses: [{type: InternalIP, address: 192.168.%d.%d}]}\n"
+	var sb strings.Builder
+	sb.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for i := 0; sb.Len() < maxNodesFileSize-4096; i++ {
+		fmt.Fprintf(&sb, node, i, i>>8&255, i&255, i>>8&255, i&255)
+	}
+	sb.WriteString("- {apiVersion: v1, kind: Node, metadata: [\n") // broken at the very end
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if settled {
+		time.Sleep(1100 * time.Millisecond)
+	}
+	src := &Source{Path: path, Self: "n000000"}
+	var last outcome
+	if _, _, err := src.poll(&last); err == nil {
+		b.Fatal("the broken file parsed")
+	}
+	if !settled {
+		b.SetBytes(int64(sb.Len()))
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, changed, err := src.poll(&last); err == nil || changed {
+			b.Fatalf("poll: changed %v err %v", changed, err)
+		}
+	}
+}
+
+// A settled file whose stat is unchanged is not read again, but any write,
+// even in place and of the same size, or a file renamed over it with the
+// old times restored, is: the shortcut never hides a change.
+func TestSettledFileShortcutSeesEveryChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	body := func(cidr string) []byte {
+		return []byte("apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [" + cidr + "]}\n")
+	}
+	if err := os.WriteFile(path, body("10.244.1.0/24"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // let the file settle
+	src := &Source{Path: path, Self: "n1"}
+	var last outcome
+	if _, changed, err := src.poll(&last); err != nil || !changed || !last.stable {
+		t.Fatalf("first poll: changed %v err %v stable %v", changed, err, last.stable)
+	}
+	if _, changed, err := src.poll(&last); err != nil || changed {
+		t.Fatalf("unchanged: changed %v err %v", changed, err)
+	}
+	// In place, same size, at once.
+	if err := os.WriteFile(path, body("10.244.2.0/24"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v, changed, err := src.poll(&last); err != nil || !changed || v.Self.PodCIDRs[0] != "10.244.2.0/24" {
+		t.Fatalf("in-place write: changed %v err %v view %+v", changed, err, v.Self)
+	}
+	// Renamed over it, with the first file's times put back.
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, body("10.244.3.0/24"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if v, changed, err := src.poll(&last); err != nil || !changed || v.Self.PodCIDRs[0] != "10.244.3.0/24" {
+		t.Fatalf("renamed over: changed %v err %v view %+v", changed, err, v.Self)
+	}
+}
