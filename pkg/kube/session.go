@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -57,9 +58,13 @@ type session struct {
 // watched is one reflector, its store, and the outcome of its latest list
 // or watch call.
 type watched struct {
-	name      string // "all Nodes" or "own Node"
-	reflector *cache.Reflector
-	store     *nodeStore
+	name string // "all Nodes" or "own Node"
+	// newReflector builds a fresh reflector over the store: a restart
+	// after an outage starts one with its backoff reset.
+	newReflector func() *cache.Reflector
+	store        *nodeStore
+	restart      chan struct{} // restartNow: replace the reflector now
+	running      atomic.Bool   // run has not returned (own stops once not needed)
 
 	mu      sync.Mutex
 	lastErr *callError // nil when the latest list/watch call succeeded
@@ -91,7 +96,7 @@ func newSession(src *Source, nodes NodeAPI, rep *reporter) *session {
 // kicked, so a queue and event handlers would only cost memory. No
 // periodic resync either: the agent re-checks the kernel on its own.
 func (s *session) newWatched(name string, sel fields.Selector) *watched {
-	w := &watched{name: name, store: newNodeStore(s.src.opts.NodeName, s.src.opts.Policy, s.poke)}
+	w := &watched{name: name, store: newNodeStore(s.src.opts.NodeName, s.src.opts.Policy, s.poke), restart: make(chan struct{}, 1)}
 	nodes := s.nodes
 	filter := func(o *metav1.ListOptions) {
 		if sel != nil {
@@ -113,15 +118,44 @@ func (s *session) newWatched(name string, sel fields.Selector) *watched {
 		},
 	}
 	logger := clientGoLogger(s.src.log)
-	w.reflector = cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.nodes), &corev1.Node{}, w.store,
-		cache.ReflectorOptions{Name: "kindnet " + name, TypeDescription: "*v1.Node", Logger: &logger, Backoff: retry()})
+	w.newReflector = func() *cache.Reflector {
+		return cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.nodes), &corev1.Node{}, w.store,
+			cache.ReflectorOptions{Name: "kindnet " + name, TypeDescription: "*v1.Node", Logger: &logger, Backoff: retry()})
+	}
 	return w
 }
 
-// run runs the reflector until ctx ends. client-go's own reports of failed
-// calls go to the debug log: the session reports each problem once.
+// run runs a reflector until ctx ends, and replaces it by a fresh one
+// (which lists again at once) on restartNow. The store and what it holds
+// stay: the new list replaces them as any relist does. client-go's own
+// reports of failed calls go to the debug log: the session reports each
+// problem once.
 func (w *watched) run(ctx context.Context, log *slog.Logger) {
-	w.reflector.RunWithContext(klog.NewContext(ctx, clientGoLogger(log)))
+	w.running.Store(true)
+	defer w.running.Store(false)
+	for {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		r := w.newReflector()
+		go func() { defer close(done); r.RunWithContext(klog.NewContext(rctx, clientGoLogger(log))) }()
+		select {
+		case <-ctx.Done():
+		case <-w.restart:
+		}
+		cancel()
+		<-done
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// restartNow makes run replace the reflector, ending its backoff wait.
+func (w *watched) restartNow() {
+	select {
+	case w.restart <- struct{}{}:
+	default:
+	}
 }
 
 // recordCall remembers the outcome of a list or watch call and kicks the
@@ -169,6 +203,9 @@ func (s *session) run(ctx context.Context) {
 	s.ownStop = stopOwn
 	defer stopOwn()
 	wg.Go(func() { s.own.run(ownCtx, s.src.log) })
+	if p, ok := s.nodes.(prober); ok {
+		wg.Go(func() { s.watchProbe(ctx, p) })
+	}
 	s.patchRetry = time.NewTimer(time.Hour)
 	s.patchRetry.Stop()
 	defer s.patchRetry.Stop()

@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,15 +30,28 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/model"
 )
 
-// maxNodesFileSize bounds the memory a nodes file can make the agent use.
-const maxNodesFileSize = 64 << 20
+// maxNodesFileSize bounds the memory and CPU a nodes file can make the agent
+// use: parsing costs about six times the file's size in memory. 10,000
+// dual-stack nodes with what the agent reads (name, podCIDRs, addresses,
+// hostname label) take 4.5 MiB of YAML as kubectl prints it (measured:
+// 4,680,636 bytes, about 470 bytes a node), so 16 MiB leaves 3.5 times that.
+// A full `kubectl get nodes -o yaml` of kubelet-managed nodes carries
+// status.images and conditions (5-12 KiB a node) and must be trimmed to
+// those fields for big clusters (docs/troubleshooting.md shows how).
+const maxNodesFileSize = 16 << 20
+
+// tooLarge is the error for a file over maxNodesFileSize; it names the bound.
+func tooLarge(size int64) error {
+	return fmt.Errorf("%d bytes: larger than the %d MiB limit for a nodes file (10,000 nodes with addresses and podCIDRs take about 4.5 MiB; keep only those fields)",
+		size, maxNodesFileSize>>20)
+}
 
 // Parse reads Node objects exactly as `kubectl get nodes -o yaml`
 // prints them: a v1 List or NodeList of Nodes, or a stream of YAML (or JSON)
 // documents each holding one v1 Node.
 func Parse(data []byte) ([]corev1.Node, error) {
 	if len(data) > maxNodesFileSize {
-		return nil, fmt.Errorf("%d bytes: larger than the %d MiB limit", len(data), maxNodesFileSize>>20)
+		return nil, tooLarge(int64(len(data)))
 	}
 	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var nodes []corev1.Node
@@ -129,6 +144,11 @@ type Source struct {
 	Self     string
 	Policy   kubenode.AddressPolicy
 	Interval time.Duration // how often the file is checked for changes; default 1s
+
+	// parse is Parse; tests count calls through it.
+	parse func([]byte) ([]corev1.Node, error)
+	// polled, when set, is called after every poll of the file (tests).
+	polled func()
 }
 
 // Name implements model.Source.
@@ -140,7 +160,7 @@ func (f *Source) Read() (model.View, error) {
 	if err != nil {
 		return model.View{}, err
 	}
-	nodes, err := Parse(data)
+	nodes, err := f.parseFn()(data)
 	if err != nil {
 		return model.View{}, fmt.Errorf("nodes file %s: %w", f.Path, err)
 	}
@@ -174,31 +194,95 @@ func (f *Source) viewOf(nodes []corev1.Node) (model.View, error) {
 	return kubenode.ToView(f.Self, nodes, f.Policy), nil
 }
 
+func (f *Source) parseFn() func([]byte) ([]corev1.Node, error) {
+	if f.parse != nil {
+		return f.parse
+	}
+	return Parse
+}
+
+// readLimited reads a regular file of at most maxNodesFileSize bytes.
 func readLimited(path string) ([]byte, error) {
-	fh, err := openRegular(path)
+	fh, fi, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
+	return readOpened(fh, fi, path)
+}
+
+// readOpened reads an opened nodes file. A file over the bound is refused
+// from its size before any byte is read; the limited read still bounds a
+// file that grows while it is read.
+func readOpened(fh *os.File, fi fs.FileInfo, path string) ([]byte, error) {
+	if fi.Size() > maxNodesFileSize {
+		return nil, fmt.Errorf("nodes file %s: %w", path, tooLarge(fi.Size()))
+	}
 	data, err := io.ReadAll(io.LimitReader(fh, maxNodesFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("nodes file %s: %w", path, err)
 	}
+	if len(data) > maxNodesFileSize {
+		return nil, fmt.Errorf("nodes file %s: %w", path, tooLarge(int64(len(data))))
+	}
 	return data, nil
+}
+
+// fileID is what stat says of a file's identity and last change. Any write
+// changes ctime (no user can set it), a file renamed into place has another
+// inode.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // ns
+}
+
+func idOf(fi fs.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+}
+
+// settled reports whether the file had last changed over a second before
+// opened: only then does an unchanged fileID prove unchanged content. A
+// write in the same clock tick as the read could leave the same times
+// (file timestamps come from a coarse clock), so a file that changed just
+// before it was read is read again next time (git's "racily clean" rule).
+func (id fileID) settled(opened time.Time) bool {
+	limit := opened.Add(-time.Second).UnixNano()
+	return id.ino != 0 && id.mtime < limit && id.ctime < limit
+}
+
+// outcome is what the last content read turned into: a view or the reason
+// it was refused. Content is identified by its hash, so the same bytes —
+// good or broken — are parsed once, however often they are polled.
+type outcome struct {
+	valid bool
+	sum   [32]byte
+	// id is the file as last read; stable says it had settled then, so the
+	// same id means the same content without reading it.
+	id     fileID
+	stable bool
+	view   model.View
+	err    error
 }
 
 // Run implements model.Source. It polls the file's content: polling survives the
 // file being replaced by rename, deleted and recreated, or written in place,
 // which is every way editors and config tools update a file. An unreadable
 // or broken file, or one without this node or naming it twice (viewOf), is
-// reported and the last good view stays.
+// reported once and the last good view stays. Content already seen is not
+// parsed again: a broken 60 MB file polled every second used to cost 0.47
+// CPU-seconds a second, re-parsing the same bytes to the same error.
 func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 	interval := f.Interval
 	if interval <= 0 {
 		interval = time.Second
 	}
-	var lastSum [32]byte
-	var lastErr string
+	var last outcome
+	var lastErr string // the problem last reported; "" once a view was sent
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for first := true; ; first = false {
@@ -209,21 +293,9 @@ func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 			case <-t.C:
 			}
 		}
-		data, err := readLimited(f.Path)
-		var v model.View
-		if err == nil {
-			sum := sha256.Sum256(data)
-			if sum == lastSum && lastErr == "" {
-				continue
-			}
-			var nodes []corev1.Node
-			if nodes, err = Parse(data); err == nil {
-				if v, err = f.viewOf(nodes); err == nil {
-					lastSum = sum
-				}
-			} else {
-				err = fmt.Errorf("nodes file %s: %w", f.Path, err)
-			}
+		v, changed, err := f.poll(&last)
+		if f.polled != nil {
+			f.polled()
 		}
 		if err != nil {
 			if err.Error() != lastErr { // report each distinct problem once
@@ -235,9 +307,47 @@ func (f *Source) Run(ctx context.Context, out chan<- model.Update) error {
 			}
 			continue
 		}
+		if !changed && lastErr == "" {
+			continue
+		}
 		lastErr = ""
 		send(ctx, out, model.Update{View: &v})
 	}
+}
+
+// poll reads the file and returns its view or the reason it is refused, and
+// whether the content differs from the last content read. A settled file
+// whose stat is unchanged is not even read; content with the hash of the
+// last content read is not parsed again: its outcome is reused.
+func (f *Source) poll(last *outcome) (v model.View, changed bool, err error) {
+	opened := time.Now()
+	fh, fi, err := openRegular(f.Path)
+	if err != nil {
+		return model.View{}, false, err
+	}
+	defer fh.Close()
+	id := idOf(fi)
+	if last.valid && last.stable && id == last.id {
+		return last.view, false, last.err
+	}
+	data, err := readOpened(fh, fi, f.Path)
+	if err != nil {
+		return model.View{}, false, err
+	}
+	sum := sha256.Sum256(data)
+	stable := id.settled(opened)
+	if last.valid && sum == last.sum {
+		last.id, last.stable = id, stable
+		return last.view, false, last.err
+	}
+	*last = outcome{valid: true, sum: sum, id: id, stable: stable}
+	nodes, err := f.parseFn()(data)
+	if err != nil {
+		last.err = fmt.Errorf("nodes file %s: %w", f.Path, err)
+		return model.View{}, true, last.err
+	}
+	last.view, last.err = f.viewOf(nodes)
+	return last.view, true, last.err
 }
 
 func send(ctx context.Context, out chan<- model.Update, u model.Update) {

@@ -3,13 +3,17 @@ package nodesfile
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kindnet-dev/kindnet/pkg/kube/kubenode"
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -208,5 +212,193 @@ func TestNodesFileThatIsNotARegularFileIsRefusedWithoutBlocking(t *testing.T) {
 			<-done
 			t.Errorf("%s: reading blocked for 5s", path)
 		}
+	}
+}
+
+// Content that was refused is not parsed again while it stays the same:
+// polled every second, a broken 60 MB file used to be re-parsed every
+// second. Touching the file (same bytes, new mtime) does not re-parse it
+// either; new content is parsed and applied.
+func TestBrokenContentIsParsedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	broken := "apiVersion: v1\nkind: Node\nmetadata: [\n"
+	if err := os.WriteFile(path, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var parses, polls atomic.Int64
+	src := &Source{Path: path, Self: "n1", Interval: time.Millisecond,
+		parse:  func(b []byte) ([]corev1.Node, error) { parses.Add(1); return Parse(b) },
+		polled: func() { polls.Add(1) },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan model.Update, 8)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	waitPolls := func(n int64) {
+		t.Helper()
+		for start := polls.Load(); polls.Load() < start+n; {
+			select {
+			case <-done:
+				t.Fatal("source stopped")
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	if u := <-out; u.Err == nil || !strings.Contains(u.Err.Error(), "document 1") {
+		t.Fatalf("broken file: %+v", u)
+	}
+	waitPolls(50)
+	if n := parses.Load(); n != 1 {
+		t.Fatalf("unchanged broken content parsed %d times in 50 polls, want once", n)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	waitPolls(20)
+	if n := parses.Load(); n != 1 {
+		t.Fatalf("touched broken content parsed %d times, want once", n)
+	}
+	select {
+	case u := <-out:
+		t.Fatalf("unchanged broken content reported again: %+v", u)
+	default:
+	}
+	good := "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [10.244.1.0/24]}\n"
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if u := <-out; u.View == nil || u.View.Self.Name != "n1" {
+		t.Fatalf("fixed file: %+v", u)
+	}
+	waitPolls(20)
+	if n := parses.Load(); n != 2 {
+		t.Fatalf("parses = %d after the fix, want 2", n)
+	}
+}
+
+// A file over the bound is refused from its size, without being read or
+// parsed, with an error naming the bound; by Read (the boot) and by Run.
+func TestTooLargeNodesFileIsRefusedNamingTheBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: 60 MB of size without 60 MB of disk.
+	if err := fh.Truncate(60 << 20); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	var parses atomic.Int64
+	src := &Source{Path: path, Self: "n1", Interval: time.Millisecond,
+		parse: func(b []byte) ([]corev1.Node, error) { parses.Add(1); return Parse(b) }}
+	want := fmt.Sprintf("%d bytes: larger than the 16 MiB limit", 60<<20)
+	if _, err := src.Read(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Read: err = %v, want %q", err, want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan model.Update, 8)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	if u := <-out; u.Err == nil || !strings.Contains(u.Err.Error(), want) || !strings.Contains(u.Err.Error(), path) {
+		t.Fatalf("Run: %+v, want %q", u, want)
+	}
+	if n := parses.Load(); n != 0 {
+		t.Fatalf("a too-large file was parsed %d times", n)
+	}
+	// Parse itself refuses more than the bound, whoever calls it.
+	if _, err := Parse(make([]byte, maxNodesFileSize+1)); err == nil || !strings.Contains(err.Error(), "16 MiB limit") {
+		t.Fatalf("Parse over the bound: %v", err)
+	}
+}
+
+// BenchmarkPollUnchangedBrokenFile is what a broken nodes file near the
+// bound costs per poll (once a second) once it was parsed: just changed, a
+// read and a hash; settled (changed over a second before), a stat. Never a
+// parse: before, each poll parsed it again (0.47 CPU-s per poll at 60 MB).
+func BenchmarkPollUnchangedBrokenFile(b *testing.B) {
+	for _, settled := range []bool{false, true} {
+		b.Run(map[bool]string{false: "just-changed", true: "settled"}[settled], func(b *testing.B) { benchPollBroken(b, settled) })
+	}
+}
+
+func benchPollBroken(b *testing.B, settled bool) {
+	path := filepath.Join(b.TempDir(), "nodes.yaml")
+	node := "- apiVersion: v1\n  kind: Node\n  metadata: {name: n%06d}\n  spec: {podCIDRs: [10.%d.%d.0/24]}\n  status: {addresses: [{type: InternalIP, address: 192.168.%d.%d}]}\n"
+	var sb strings.Builder
+	sb.WriteString("apiVersion: v1\nkind: List\nitems:\n")
+	for i := 0; sb.Len() < maxNodesFileSize-4096; i++ {
+		fmt.Fprintf(&sb, node, i, i>>8&255, i&255, i>>8&255, i&255)
+	}
+	sb.WriteString("- {apiVersion: v1, kind: Node, metadata: [\n") // broken at the very end
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if settled {
+		time.Sleep(1100 * time.Millisecond)
+	}
+	src := &Source{Path: path, Self: "n000000"}
+	var last outcome
+	if _, _, err := src.poll(&last); err == nil {
+		b.Fatal("the broken file parsed")
+	}
+	if !settled {
+		b.SetBytes(int64(sb.Len()))
+	}
+	b.ResetTimer()
+	for range b.N {
+		if _, changed, err := src.poll(&last); err == nil || changed {
+			b.Fatalf("poll: changed %v err %v", changed, err)
+		}
+	}
+}
+
+// A settled file whose stat is unchanged is not read again, but any write,
+// even in place and of the same size, or a file renamed over it with the
+// old times restored, is: the shortcut never hides a change.
+func TestSettledFileShortcutSeesEveryChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	body := func(cidr string) []byte {
+		return []byte("apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [" + cidr + "]}\n")
+	}
+	if err := os.WriteFile(path, body("10.244.1.0/24"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // let the file settle
+	src := &Source{Path: path, Self: "n1"}
+	var last outcome
+	if _, changed, err := src.poll(&last); err != nil || !changed || !last.stable {
+		t.Fatalf("first poll: changed %v err %v stable %v", changed, err, last.stable)
+	}
+	if _, changed, err := src.poll(&last); err != nil || changed {
+		t.Fatalf("unchanged: changed %v err %v", changed, err)
+	}
+	// In place, same size, at once.
+	if err := os.WriteFile(path, body("10.244.2.0/24"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v, changed, err := src.poll(&last); err != nil || !changed || v.Self.PodCIDRs[0] != "10.244.2.0/24" {
+		t.Fatalf("in-place write: changed %v err %v view %+v", changed, err, v.Self)
+	}
+	// Renamed over it, with the first file's times put back.
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, body("10.244.3.0/24"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if v, changed, err := src.poll(&last); err != nil || !changed || v.Self.PodCIDRs[0] != "10.244.3.0/24" {
+		t.Fatalf("renamed over: changed %v err %v view %+v", changed, err, v.Self)
 	}
 }

@@ -12,21 +12,22 @@ import (
 // process opens it for writing, and an agent waiting there at start never
 // reaches its main loop (nor its SIGTERM handling). The type is checked on
 // the opened file, so a file swapped after a check cannot slip through.
-func openRegular(path string) (*os.File, error) {
+// It also returns the opened file's FileInfo (its size bounds the read).
+func openRegular(path string) (*os.File, fs.FileInfo, error) {
 	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("nodes file: %w", err)
+		return nil, nil, fmt.Errorf("nodes file: %w", err)
 	}
 	fi, err := fh.Stat()
 	if err != nil {
 		fh.Close()
-		return nil, fmt.Errorf("nodes file %s: %w", path, err)
+		return nil, nil, fmt.Errorf("nodes file %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
 		fh.Close()
-		return nil, fmt.Errorf("nodes file %s: is %s, not a regular file: expected a file of Node objects (keeping the last good view)", path, fileKind(fi.Mode()))
+		return nil, nil, fmt.Errorf("nodes file %s: is %s, not a regular file: expected a file of Node objects (keeping the last good view)", path, fileKind(fi.Mode()))
 	}
-	return fh, nil
+	return fh, fi, nil
 }
 
 // fileKind names a file's type for an error message.
