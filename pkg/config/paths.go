@@ -2,10 +2,11 @@ package config
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kindnet-dev/kindnet/internal/filekind"
 )
 
 // sharedSystemDirs are directories other programs own: kindnet keeps its
@@ -94,27 +95,6 @@ func (v *validator) nodesFileType(path string) {
 		return // missing, or unreadable: the agent reports it when it reads
 	}
 	if !fi.Mode().IsRegular() {
-		v.fail("nodesFile", path, "is %s, not a regular file: expected a file of Node objects", fileKind(fi.Mode()))
+		v.fail("nodesFile", path, "is %s, not a regular file: expected a file of Node objects", filekind.Of(fi.Mode()))
 	}
-}
-
-// fileKind names the type of a file for an error message.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "a regular file"
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	}
-	return "not a regular file"
 }

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"github.com/kindnet-dev/kindnet/internal/filekind"
 )
 
 // openRegular opens path for reading and refuses anything but a regular
@@ -25,24 +27,7 @@ func openRegular(path string) (*os.File, fs.FileInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		fh.Close()
-		return nil, nil, fmt.Errorf("nodes file %s: is %s, not a regular file: expected a file of Node objects (keeping the last good view)", path, fileKind(fi.Mode()))
+		return nil, nil, fmt.Errorf("nodes file %s: is %s, not a regular file: expected a file of Node objects (keeping the last good view)", path, filekind.Of(fi.Mode()))
 	}
 	return fh, fi, nil
-}
-
-// fileKind names a file's type for an error message.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe (FIFO)"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	}
-	return "not a regular file"
 }
