@@ -25,7 +25,9 @@ DEB_DEPS += time
 # these programs and the files they read: what the e2e tests run in pods.
 DEB_DEPS += busybox-static dash netcat-openbsd curl wget bind9-dnsutils socat libc-bin netbase ca-certificates iptables
 
-# make packages: where they go and who packs them.
+# make packages: where they go, who packs them, and for which architectures
+# (Debian names; empty means all four).
+ARCHES     ?=
 DIST       ?= dist
 MAINTAINER ?= kindnet developers <maintainers@users.noreply.r-seed-3403187e.example>
 
@@ -59,10 +61,10 @@ build: ## build bin/kindnet (static), bin/kindnet-lab and bin/kindnet-cluster
 	$(GO) build -trimpath -o bin/kindnet-lab ./test/lab/kindnet-lab
 	$(GO) build -trimpath -o bin/kindnet-cluster ./test/cluster/kindnet-cluster
 
-packages: ## build $(DIST)/kindnet_<version>_<arch>.deb and kindnet-<version>-1.<arch>.rpm (nfpm)
+packages: ## build $(DIST)/kindnet_<version>_<arch>.deb and kindnet-<version>-1.<arch>.rpm for each of ARCHES (default amd64 arm64 armhf riscv64; nfpm)
 	scripts/tools.sh ensure nfpm
 	VERSION='$(VERSION)' COMMIT='$(COMMIT)' LDFLAGS='$(LDFLAGS)' DIST='$(DIST)' \
-	NFPM="$$(scripts/tools.sh path nfpm)" MAINTAINER='$(MAINTAINER)' GO='$(GO)' \
+	NFPM="$$(scripts/tools.sh path nfpm)" MAINTAINER='$(MAINTAINER)' GO='$(GO)' ARCHES='$(ARCHES)' \
 	packaging/build.sh packages
 
 deps: ## install the Debian packages the tests and the lab need (root)
