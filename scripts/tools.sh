@@ -192,6 +192,12 @@ QEMU_ARCHES=(aarch64 arm i386 riscv64)
 qemu_version() {
 	local v
 	v=$(apt-cache policy qemu-user-static 2>/dev/null | awk '/Candidate:/ {print $2}')
+	if { [ -z "$v" ] || [ "$v" = "(none)" ]; } && [ "$(id -u)" = 0 ] &&
+		! find "$CACHE" -maxdepth 1 -name 'qemu-*' -type d | grep -q .; then
+		# A fresh machine without apt lists and nothing cached: read them.
+		apt-get update -qq >&2 || true
+		v=$(apt-cache policy qemu-user-static 2>/dev/null | awk '/Candidate:/ {print $2}')
+	fi
 	if [ -z "$v" ] || [ "$v" = "(none)" ]; then
 		# No apt lists (apt-get update not run): use what is cached.
 		v=$(find "$CACHE" -maxdepth 1 -name 'qemu-*' -type d -printf '%f\n' 2>/dev/null | sed 's/^qemu-//' | sort -V | tail -1)
