@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,8 +189,13 @@ func labUnderEmulation(t *testing.T, kindnet, labTool string) {
 			masq = &rec.Reconcilers[i]
 		}
 	}
+	// Reconcilers are listed only by a running agent (without one, status
+	// inspects the host); and its process is still there.
 	if masq == nil {
-		t.Fatalf("status lists no masquerade reconciler: %+v", rec.Reconcilers)
+		t.Fatalf("status lists no masquerade reconciler (agent not answering?): %+v", rec.Reconcilers)
+	}
+	if err := syscall.Kill(n1.AgentPID, 0); err != nil {
+		t.Errorf("agent of %s (pid %d) is gone: %v", n1.Name, n1.AgentPID, err)
 	}
 	msg := masq.Error
 	if msg == "" {
