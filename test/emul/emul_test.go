@@ -19,8 +19,8 @@
 // emulation with "add neighbour ...: operation not supported" (measured
 // with qemu-user-static 7.2). Everything else of ptp mode is the same code.
 //
-// The agent and the plugin are the file "kindnet" in a temporary directory:
-// a two-line script exec'ing the emulator on the foreign binary, so the
+// The agent and the plugin are each a file "kindnet" in a temporary
+// directory of its own: a two-line script exec'ing the emulator on the foreign binary, so the
 // lab, `ip netns exec` and libcni run it as they run the native one (same
 // PID: the script execs).
 package emul
@@ -58,6 +58,14 @@ var arches = []struct {
 }{
 	{"arm64", "arm64", "", "qemu-aarch64-static"},
 	{"armhf", "arm", "7", "qemu-arm-static"},
+}
+
+// foreignCommands are the programs built for the foreign architecture:
+// the agent (and CLI) and the CNI plugin, each run through its own
+// emulator wrapper.
+var foreignCommands = []struct{ dir, pkg string }{
+	{"agent", "./cmd/kindnet"},
+	{"cni", "./cmd/kindnet"},
 }
 
 // skipOrFail skips outside CI and fails in CI (CI=true), where make deps
@@ -102,18 +110,33 @@ func TestForeignArchitecturesUnderEmulation(t *testing.T) {
 			if a.goarm != "" {
 				env = append(env, "GOARM="+a.goarm)
 			}
-			foreign, err := lab.BuildCommandsEnv(repoRoot, env, map[string]string{"kindnet." + a.name: "./cmd/kindnet"})
+			cmds := map[string]string{}
+			for _, c := range foreignCommands {
+				cmds[c.dir+"."+a.name] = c.pkg
+			}
+			foreign, err := lab.BuildCommandsEnv(repoRoot, env, cmds)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { os.RemoveAll(foreign) })
-			wrapper := filepath.Join(foreign, "kindnet")
-			script := fmt.Sprintf("#!/bin/sh\nexec %s %s \"$@\"\n", emu, filepath.Join(foreign, "kindnet."+a.name))
-			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-				t.Fatal(err)
+			// Each program behind a wrapper named "kindnet" in a directory
+			// of its own: the agent's, and the CNI bin dir the conflist
+			// names the plugin in.
+			wrappers := map[string]string{}
+			for _, c := range foreignCommands {
+				d := filepath.Join(foreign, c.dir)
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				w := filepath.Join(d, "kindnet")
+				script := fmt.Sprintf("#!/bin/sh\nexec %s %s \"$@\"\n", emu, filepath.Join(foreign, c.dir+"."+a.name))
+				if err := os.WriteFile(w, []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				wrappers[c.dir] = w
 			}
-			checkArch(t, wrapper, a.goarch)
-			labUnderEmulation(t, wrapper, filepath.Join(native, "kindnet-lab"))
+			checkArch(t, wrappers["agent"], a.goarch)
+			labUnderEmulation(t, wrappers["agent"], filepath.Dir(wrappers["cni"]), filepath.Join(native, "kindnet-lab"))
 		})
 	}
 }
@@ -132,10 +155,10 @@ func checkArch(t *testing.T, kindnet, goarch string) {
 	t.Logf("%s", strings.TrimSpace(string(out)))
 }
 
-func labUnderEmulation(t *testing.T, kindnet, labTool string) {
+func labUnderEmulation(t *testing.T, kindnet, cniBinDir, labTool string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Nodes: 2, PodsPerNode: 0, Kindnet: kindnet, LabTool: labTool, CNIPlugin: "bridge", Log: t.Logf})
+	l, err := lab.Up(ctx, lab.Options{Nodes: 2, PodsPerNode: 0, Kindnet: kindnet, CNIBinDir: cniBinDir, LabTool: labTool, CNIPlugin: "bridge", Log: t.Logf})
 	if err != nil {
 		t.Fatalf("lab up with the emulated agent: %v", err)
 	}
