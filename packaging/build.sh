@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds kindnet's .deb and .rpm with nfpm (what `make packages` runs).
 #
-#   packaging/build.sh packages          build both into $DIST
+#   packaging/build.sh packages          build both, per architecture, into $DIST
 #   packaging/build.sh pkg-version VER   print VER made safe for dpkg and rpm
 #   packaging/build.sh scripts DIR       assemble the maintainer scripts into DIR (make lint)
 #
@@ -13,11 +13,15 @@
 #   NFPM        path of the nfpm binary (scripts/tools.sh path nfpm)
 #   MAINTAINER  "Name <email>" of the packager
 #   GO          go command (default: go)
+#   ARCHES      Debian names of the architectures to build (default: all of
+#               amd64 arm64 armhf riscv64)
 #
 # Everything the packages hold is first staged in one directory (binary,
 # man pages, completions, units, config, maintainer scripts, changelog) and
 # nfpm runs from there, so packaging/deb/nfpm.yaml and packaging/rpm/nfpm.yaml
-# name files relative to that stage only.
+# name files relative to that stage only. What does not depend on the
+# architecture is staged once; then, per architecture, the binaries are
+# built into the stage and nfpm packs it twice.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -119,12 +123,48 @@ rpm_config() {
 	done >>"$st/rpm/nfpm.yaml"
 }
 
+# The architectures kindnet ships, by Debian name: Go's GOARCH (and GOARM)
+# to build them and the name nfpm takes in packaging/*/nfpm.yaml's arch,
+# which nfpm turns into the Debian and rpm names (arm7: armhf / armv7hl).
+ALL_ARCHES="amd64 arm64 armhf riscv64"
+# arch_info DEBARCH: prints "GOARCH GOARM NFPMARCH".
+arch_info() {
+	case "$1" in
+	amd64) echo "amd64 - amd64" ;;
+	arm64) echo "arm64 - arm64" ;;
+	# ARMv7 with hardware floating point: what Debian's armhf and
+	# Fedora's armv7hl are built for (Raspberry Pi 2 and later).
+	armhf) echo "arm 7 arm7" ;;
+	riscv64) echo "riscv64 - riscv64" ;;
+	*) die "ARCHES: unknown architecture '$1' (known: $ALL_ARCHES)" ;;
+	esac
+}
+
+# The programs of the packages, as "main package -> name in the stage";
+# every one is built, static, for each architecture.
+BINARIES=(
+	"./cmd/kindnet kindnet"
+)
+
+# build_binaries ST DEBARCH: builds every program of BINARIES for the
+# architecture into the stage, replacing the previous architecture's.
+build_binaries() {
+	local st=$1 goarch goarm _ b pkg name
+	read -r goarch goarm _ <<<"$(arch_info "$2")"
+	[ "$goarm" = - ] && goarm=""
+	for b in "${BINARIES[@]}"; do
+		read -r pkg name <<<"$b"
+		echo "building $name $VERSION for $2 (GOARCH=$goarch${goarm:+ GOARM=$goarm})"
+		(cd "$repo" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm \
+			"${GO:-go}" build -trimpath -ldflags "$LDFLAGS" -o "$st/$name" "$pkg")
+		chmod 0755 "$st/$name"
+	done
+}
+
 stage() {
 	local st=$1
 	local go=${GO:-go}
 	mkdir -p "$st/deb" "$st/rpm"
-	echo "building kindnet $VERSION"
-	(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "$LDFLAGS" -o "$st/kindnet" ./cmd/kindnet)
 	echo "generating man pages and completions"
 	(cd "$repo" && "$go" run ./hack/gendocs -out "$st" -version "$VERSION")
 	gzip -9n "$st"/man/*.1
@@ -143,28 +183,34 @@ stage() {
 	changelog "$st/deb/changelog.yml" "$PKG_VERSION-1"
 	changelog "$st/rpm/changelog.yml" "$VERSION-1"
 	# nfpm stores files with their modes but not their owners; make the
-	# staged modes the packaged ones.
-	chmod 0755 "$st/kindnet"
-	find "$st" -type f ! -name kindnet ! -path '*/deb/p*' ! -path '*/rpm/p*' -exec chmod 0644 {} +
+	# staged modes the packaged ones (build_binaries makes the programs
+	# 0755 after this).
+	find "$st" -type f ! -path '*/deb/p*' ! -path '*/rpm/p*' -exec chmod 0644 {} +
 }
 
 packages() {
 	: "${VERSION:?}" "${COMMIT:?}" "${LDFLAGS:?}" "${DIST:?}" "${NFPM:?}" "${MAINTAINER:?}"
 	[ -x "$NFPM" ] || die "nfpm not found at $NFPM: run scripts/tools.sh ensure nfpm"
 	PKG_VERSION=$(pkg_version "$VERSION")
-	PKG_ARCH=$(${GO:-go} env GOARCH)
+	local arches=${ARCHES:-$ALL_ARCHES} a
+	for a in $arches; do arch_info "$a" >/dev/null; done
 	# Reproducible: dates in man pages, the changelog and the archives come
 	# from the commit, not the clock.
 	SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || date +%s)}
-	export PKG_VERSION PKG_ARCH SOURCE_DATE_EPOCH MAINTAINER
+	export PKG_VERSION SOURCE_DATE_EPOCH MAINTAINER
 
 	mkdir -p "$DIST"
 	DIST=$(cd "$DIST" && pwd)
 	STAGE=$(mktemp -d "$DIST/.stage.XXXXXX")
 	trap 'rm -rf "$STAGE"' EXIT
 	stage "$STAGE"
-	(cd "$STAGE" && "$NFPM" package --config "$repo/packaging/deb/nfpm.yaml" --packager deb --target "$DIST/")
-	(cd "$STAGE" && "$NFPM" package --config "$STAGE/rpm/nfpm.yaml" --packager rpm --target "$DIST/")
+	for a in $arches; do
+		build_binaries "$STAGE" "$a"
+		PKG_ARCH=$(arch_info "$a" | cut -d' ' -f3)
+		export PKG_ARCH
+		(cd "$STAGE" && "$NFPM" package --config "$repo/packaging/deb/nfpm.yaml" --packager deb --target "$DIST/")
+		(cd "$STAGE" && "$NFPM" package --config "$STAGE/rpm/nfpm.yaml" --packager rpm --target "$DIST/")
+	done
 }
 
 case "${1:-}" in

@@ -193,6 +193,59 @@ ensure_staticcheck() {
 	go_install "$d" honnef.co/go/tools/cmd/staticcheck@"$STATICCHECK_VERSION"
 }
 
+# qemu-user-static for the foreign-architecture checks (make test-arch,
+# test/emul): Debian's statically linked user-mode emulators, fetched with
+# `apt-get download` and unpacked into the cache. Never installed on the
+# machine and never registered with binfmt_misc: the tests run them by
+# path (go test -exec scripts/qemu-exec.sh, or a wrapper script).
+# The version is the one apt offers, so a Debian security update is
+# picked up; only the emulators the checks use are kept.
+QEMU_ARCHES=(aarch64 arm i386 riscv64)
+qemu_version() {
+	local v
+	v=$(apt-cache policy qemu-user-static 2>/dev/null | awk '/Candidate:/ {print $2}')
+	if { [ -z "$v" ] || [ "$v" = "(none)" ]; } && [ "$(id -u)" = 0 ] &&
+		! find "$CACHE" -maxdepth 1 -name 'qemu-*' -type d | grep -q .; then
+		# A fresh machine without apt lists and nothing cached: read them.
+		apt-get update -qq >&2 || true
+		v=$(apt-cache policy qemu-user-static 2>/dev/null | awk '/Candidate:/ {print $2}')
+	fi
+	if [ -z "$v" ] || [ "$v" = "(none)" ]; then
+		# No apt lists (apt-get update not run): use what is cached.
+		v=$(find "$CACHE" -maxdepth 1 -name 'qemu-*' -type d -printf '%f\n' 2>/dev/null | sed 's/^qemu-//' | sort -V | tail -1)
+	fi
+	[ -n "$v" ] || { echo "tools.sh: qemu-user-static: apt knows no version and none is cached; run apt-get update" >&2; return 1; }
+	echo "${v//:/_}"
+}
+path_qemu() { echo "$CACHE/qemu-$(qemu_version)"; }
+ensure_qemu() {
+	local dir tmp a
+	dir=$(path_qemu)
+	local missing=0
+	for a in "${QEMU_ARCHES[@]}"; do [ -x "$dir/qemu-$a-static" ] || missing=1; done
+	[ "$missing" = 0 ] && return 0
+	echo "tools: fetching qemu-user-static into $dir" >&2
+	tmp=$(mktemp -d "$CACHE/.qemu.XXXXXX")
+	# apt-get download writes into the current directory, as the _apt user
+	# when it can: give it a directory it may write.
+	chmod 0777 "$tmp"
+	if ! (cd "$tmp" && apt-get download -q qemu-user-static >&2); then
+		rm -rf "$tmp"
+		echo "tools.sh: apt-get download qemu-user-static failed" >&2
+		return 1
+	fi
+	dpkg-deb -x "$tmp"/qemu-user-static_*.deb "$tmp/x"
+	mkdir -p "$tmp/out"
+	for a in "${QEMU_ARCHES[@]}"; do
+		mv "$tmp/x/usr/bin/qemu-$a-static" "$tmp/out/"
+	done
+	rm -rf "$dir"
+	mv "$tmp/out" "$dir"
+	chmod 0755 "$dir"
+	rm -rf "$tmp"
+}
+TOOLS+=(qemu)
+
 
 case "${1:-}" in
 all)

@@ -13,5 +13,5 @@ var (
 
 // String is the one-line version shown by `kindnet version` and logs.
 func String() string {
-	return "kindnet " + Version + " (commit " + Commit + ", built " + Date + ", " + runtime.Version() + ")"
+	return "kindnet " + Version + " (commit " + Commit + ", built " + Date + ", " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + ")"
 }

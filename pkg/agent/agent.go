@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/internal/buildinfo"
 	"github.com/kindnet-dev/kindnet/pkg/cache"
@@ -115,7 +116,10 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 	if opts.Status == nil {
 		opts.Status = status.NewStore(opts.Version, time.Now())
 	}
-	nl, err := netlink.NewHandle()
+	// Routes, links and addresses only: a handle of every family would
+	// also open XFRM and NETFILTER sockets it never uses (and which
+	// qemu-user refuses, so foreign builds could not be tested).
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}

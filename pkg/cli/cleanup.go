@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/cni"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
@@ -48,7 +49,10 @@ rpm's erase) run cleanup --purge.`,
 				return err
 			}
 			var errs []error
-			nl, err := netlink.NewHandle()
+			// Routes, links and addresses only: a handle of every family would
+			// also open XFRM and NETFILTER sockets it never uses (and which
+			// qemu-user refuses, so foreign builds could not be tested).
+			nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 			if err != nil {
 				return fmt.Errorf("open netlink: %w", err)
 			}

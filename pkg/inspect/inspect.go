@@ -23,6 +23,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/cache"
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
@@ -105,7 +106,10 @@ func readCache(cfg *config.Loaded, h *status.Host) *model.View {
 }
 
 func hostRoutes() ([]status.HostRoute, error) {
-	nl, err := netlink.NewHandle()
+	// Routes, links and addresses only: a handle of every family would
+	// also open XFRM and NETFILTER sockets it never uses (and which
+	// qemu-user refuses, so foreign builds could not be tested).
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}

@@ -172,7 +172,12 @@ func TestPartialOrAmbiguousNodesFileIsRefused(t *testing.T) {
 			if u := <-out; u.View == nil {
 				t.Fatalf("good file: %+v", u)
 			}
-			if err := os.WriteFile(path, []byte(c.body), 0o644); err != nil {
+			// Replaced whole, as a writer should: WriteFile truncates first, and
+			// a slow machine (or an emulated run) may read the empty file.
+			if err := os.WriteFile(path+".new", []byte(c.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(path+".new", path); err != nil {
 				t.Fatal(err)
 			}
 			select {

@@ -304,6 +304,7 @@ func (r *Report) markdownFootprint(w io.Writer) {
 		p("| agent RSS right after a 5,000-node sync through the Kubernetes API | %s |\n", fmtStat(s, "MiB", 1))
 	}
 	p("\n")
+	r.markdownArches(w)
 	p("CPU per node event uses the nodes file as the event source: every rewrite makes the agent parse the whole file ")
 	p("(all peers) once, so the figure is an upper bound for the file source; the Kubernetes API source receives one Node at a time.\n\n")
 }

@@ -25,7 +25,10 @@ type Report struct {
 	Machine  Machine   `json:"machine"`
 	Versions Versions  `json:"versions"`
 	Binary   *Binary   `json:"binary,omitempty"`
-	Load     []Load    `json:"load"`
+	// Arches is the binary per architecture (footprint on small machines).
+	Arches      []ArchBinary `json:"arches,omitempty"`
+	ArchesError string       `json:"archesError,omitempty"`
+	Load        []Load       `json:"load"`
 
 	Datapath      *DatapathResult `json:"datapath,omitempty"`
 	DatapathError string          `json:"datapathError,omitempty"`

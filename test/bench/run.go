@@ -78,6 +78,15 @@ func Run(ctx context.Context, env Env, o Options) *Report {
 	if b, err := inspectBinary(env.Kindnet); err == nil {
 		r.Binary = &b
 	}
+	if o.Src != "" && ctx.Err() == nil {
+		env.Log("bench: binary per architecture")
+		a, err := MeasureArches(ctx, o.Src)
+		r.Arches = a
+		if err != nil {
+			r.ArchesError = err.Error()
+			env.Log("bench: architectures: %v", err)
+		}
+	}
 	if o.Datapath != nil && ctx.Err() == nil {
 		env.Log("bench: datapath (%d rounds)", o.Datapath.Rounds)
 		d, err := RunDatapath(ctx, env, *o.Datapath)

@@ -17,6 +17,12 @@ func BuildBinaries(repoRoot string) (dir string, err error) {
 // BuildCommands builds each package (static) into a new temporary
 // directory under the name it is mapped from. The caller removes dir.
 func BuildCommands(repoRoot string, cmds map[string]string) (dir string, err error) {
+	return BuildCommandsEnv(repoRoot, nil, cmds)
+}
+
+// BuildCommandsEnv is BuildCommands with extra environment for go build:
+// GOARCH=arm64, say, for a foreign-architecture build.
+func BuildCommandsEnv(repoRoot string, env []string, cmds map[string]string) (dir string, err error) {
 	dir, err = os.MkdirTemp("", "kindnet-test-bin-")
 	if err != nil {
 		return "", err
@@ -24,7 +30,7 @@ func BuildCommands(repoRoot string, cmds map[string]string) (dir string, err err
 	for out, pkg := range cmds {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
 		cmd.Dir = repoRoot
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			os.RemoveAll(dir)
 			return "", fmt.Errorf("build %s: %w\n%s", pkg, err, b)

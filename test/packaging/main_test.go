@@ -83,17 +83,7 @@ var (
 // with `make packages`, exactly as a release would.
 func packagesFor(t *testing.T, version string) *pkgs {
 	t.Helper()
-	nfpm, err := exec.Command(filepath.Join(repoRoot, "scripts", "tools.sh"), "path", "nfpm").Output()
-	if err != nil {
-		t.Fatalf("scripts/tools.sh path nfpm: %v", err)
-	}
-	if _, err := os.Stat(strings.TrimSpace(string(nfpm))); err != nil {
-		msg := "nfpm is not built: run `make tools` (scripts/tools.sh ensure nfpm)"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	nfpmOrSkip(t)
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := builds[version]; ok {
@@ -103,7 +93,8 @@ func packagesFor(t *testing.T, version string) *pkgs {
 		t.Fatal(err)
 	}
 	dist := filepath.Join(buildDir, version)
-	cmd := exec.Command("make", "-s", "packages", "VERSION="+version, "DIST="+dist)
+	// Only the machine's own architecture: these tests install and run it.
+	cmd := exec.Command("make", "-s", "packages", "VERSION="+version, "DIST="+dist, "ARCHES="+runtime.GOARCH)
 	cmd.Dir = repoRoot
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -125,6 +116,22 @@ func packagesFor(t *testing.T, version string) *pkgs {
 	}
 	builds[version] = p
 	return p
+}
+
+// nfpmOrSkip skips when nfpm is not built, except in CI, where it fails.
+func nfpmOrSkip(t *testing.T) {
+	t.Helper()
+	nfpm, err := exec.Command(filepath.Join(repoRoot, "scripts", "tools.sh"), "path", "nfpm").Output()
+	if err != nil {
+		t.Fatalf("scripts/tools.sh path nfpm: %v", err)
+	}
+	if _, err := os.Stat(strings.TrimSpace(string(nfpm))); err != nil {
+		msg := "nfpm is not built: run `make tools` (scripts/tools.sh ensure nfpm)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
 }
 
 func pkgVersion(t *testing.T, version string) string {

@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// ArchBinary is the kindnet binary as built for one architecture, with the
+// release's flags (static, -s -w): what a small machine downloads and
+// keeps on disk.
+type ArchBinary struct {
+	Arch string `json:"arch"` // Debian's name (armhf), or 386
+	Binary
+	// BaselineKiB is the peak RSS (ru_maxrss) of `kindnet version`: the Go
+	// runtime and package initialisation, the floor under the agent and
+	// the plugin. Measured only where this machine runs the architecture
+	// natively (an emulator's RSS would count the emulator).
+	BaselineKiB int64 `json:"baselineKiB,omitempty"`
+	// NotRun says why BaselineKiB is missing: the error of the attempt.
+	NotRun string `json:"notRun,omitempty"`
+}
+
+// archBuilds are the architectures kindnet ships (packaging/build.sh) and
+// 386, the other 32-bit word size, for the footprint section.
+var archBuilds = []struct{ arch, goarch, goarm string }{
+	{"amd64", "amd64", ""}, {"arm64", "arm64", ""}, {"armhf", "arm", "7"}, {"riscv64", "riscv64", ""}, {"386", "386", ""},
+}
+
+// nativeArches can run on an x86-64 host without an emulator when its
+// kernel allows 32-bit processes.
+var nativeArches = map[string]bool{"amd64": true, "386": true}
+
+// MeasureArches builds kindnet from src for every architecture into a
+// temporary directory and measures each binary.
+func MeasureArches(ctx context.Context, src string) ([]ArchBinary, error) {
+	dir, err := os.MkdirTemp("", "kindnet-bench-arch-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	var out []ArchBinary
+	for _, a := range archBuilds {
+		path := filepath.Join(dir, "kindnet-"+a.arch)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "./cmd/kindnet")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+a.goarch, "GOARM="+a.goarm)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return out, fmt.Errorf("build for %s: %w\n%s", a.arch, err, b)
+		}
+		b, err := inspectBinary(path)
+		if err != nil {
+			return out, err
+		}
+		b.Path = "" // a temporary file: meaningless in the report
+		ab := ArchBinary{Arch: a.arch, Binary: b}
+		if nativeArches[a.arch] {
+			ab.BaselineKiB, err = baselineRSS(ctx, path)
+			if err != nil {
+				ab.NotRun = err.Error()
+			}
+		} else {
+			ab.NotRun = "not native here (emulated RSS would count the emulator)"
+		}
+		out = append(out, ab)
+	}
+	return out, nil
+}
+
+// baselineRSS runs `kindnet version` and returns its peak RSS in KiB.
+func baselineRSS(ctx context.Context, path string) (int64, error) {
+	cmd := exec.CommandContext(ctx, path, "version")
+	cmd.Stdout = io.Discard
+	if err := cmd.Run(); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return 0, fmt.Errorf("exec: %v", pe.Err) // ENOEXEC: the kernel runs no 32-bit x86 process
+		}
+		return 0, err
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, fmt.Errorf("no rusage")
+	}
+	return ru.Maxrss, nil // KiB on Linux
+}
+
+func (r *Report) markdownArches(w io.Writer) {
+	if len(r.Arches) == 0 && r.ArchesError == "" {
+		return
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("### Per architecture\n\n")
+	p("The kindnet binary built for each architecture with the release flags (`-trimpath -ldflags '-s -w'`, static), ")
+	p("and the peak RSS of `kindnet version` (runtime and initialisation: the floor under agent and plugin) where this ")
+	p("machine runs the architecture natively.\n\n")
+	p("| architecture | binary | static | `kindnet version` peak RSS |\n| --- | --- | --- | --- |\n")
+	for _, a := range r.Arches {
+		st := "yes"
+		if !a.Static {
+			st = "NO: " + a.Why
+		}
+		rss := fmt.Sprintf("%.1f MiB", float64(a.BaselineKiB)/1024)
+		if a.BaselineKiB == 0 {
+			rss = "not measured: " + strings.TrimSpace(a.NotRun)
+		}
+		p("| %s | %.1f MiB (%d bytes) | %s | %s |\n", a.Arch, float64(a.Bytes)/(1<<20), a.Bytes, st, rss)
+	}
+	if r.ArchesError != "" {
+		p("\nBuilding the other architectures failed: %s\n", r.ArchesError)
+	}
+	p("\n")
+}
