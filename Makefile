@@ -54,8 +54,9 @@ conformance: deps tools build ## run e2e.test's [sig-network] conformance and du
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/kindnet (static), bin/kindnet-lab and bin/kindnet-cluster
+build: ## build bin/kindnet (agent CLI, static), bin/cni/kindnet (the lean CNI plugin), bin/kindnet-lab and bin/kindnet-cluster
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kindnet ./cmd/kindnet
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cni/kindnet ./cmd/kindnet-cni
 	$(GO) build -trimpath -o bin/kindnet-lab ./test/lab/kindnet-lab
 	$(GO) build -trimpath -o bin/kindnet-cluster ./test/cluster/kindnet-cluster
 
@@ -101,7 +102,7 @@ test-unit: ## run the tests that need no root (root-only tests skip)
 
 BENCHRUNS ?= 100
 bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
-	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
+	KINDNET_BIN=$(CURDIR)/bin/cni/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 bench-kube: deps tools ## Kubernetes source against a real API server: create→route latency, 5,000-node sync and RSS (root)
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 30m ./test/e2e/
