@@ -102,7 +102,7 @@ test-unit: ## run the tests that need no root (root-only tests skip)
 
 BENCHRUNS ?= 100
 bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
-	KINDNET_BIN=$(CURDIR)/bin/cni/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
+	KINDNET_BIN=$(CURDIR)/bin/cni/kindnet CNIBENCH_OUT=$(CURDIR)/bench/results/cni-latest.md $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 bench-kube: deps tools ## Kubernetes source against a real API server: create→route latency, 5,000-node sync and RSS (root)
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 30m ./test/e2e/

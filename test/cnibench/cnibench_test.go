@@ -113,6 +113,49 @@ func (p plugin) exec(b *testing.B, node *netnstest.NS, verb, id, netns string) t
 	return took
 }
 
+// maxRSS runs ADD then DEL of one pod under GNU time and returns the ADD
+// process's peak resident set in KiB. The rusage of a child this program
+// starts would not do: Go starts children with vfork, and Linux carries
+// the parent's peak RSS into the child's ru_maxrss at exec; GNU time forks
+// a small process of its own. For the reference it is ptp's alone
+// (host-local runs as ptp's child).
+func (p plugin) maxRSS(b *testing.B, node *netnstest.NS, id, netns string) int64 {
+	out := filepath.Join(b.TempDir(), "maxrss")
+	timed := p
+	timed.bin = "/usr/bin/time"
+	cmd := exec.Command(timed.bin, "-o", out, "-f", "%M", p.bin)
+	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=" + id, "CNI_NETNS=" + netns,
+		"CNI_IFNAME=eth0", "CNI_PATH=" + p.path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdin = bytes.NewReader(p.conf)
+	if err := node.Do(cmd.Run); err != nil {
+		b.Fatalf("%s ADD under %s: %v (make deps installs GNU time)", p.name, timed.bin, err)
+	}
+	p.exec(b, node, "DEL", id, netns)
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kib int64
+	if _, err := fmt.Sscan(string(raw), &kib); err != nil {
+		b.Fatalf("GNU time wrote %q: %v", raw, err)
+	}
+	return kib
+}
+
+// peakRSS is the largest resident set of each plugin process during ADD.
+var peakRSS = rssPeaks{kib: map[string]int64{}}
+
+type rssPeaks struct {
+	sync.Mutex
+	kib map[string]int64
+}
+
+func (r *rssPeaks) note(name string, kib int64) {
+	r.Lock()
+	defer r.Unlock()
+	r.kib[name] = max(r.kib[name], kib)
+}
+
 // samples are latencies of one plugin and verb.
 type samples []time.Duration
 
@@ -177,7 +220,13 @@ func BenchmarkCNI(b *testing.B) {
 	for i, st := range stacks {
 		b.Run(st.name, func(b *testing.B) { benchStack(b, i) })
 	}
+	goals(b)
 }
+
+// kept holds each sub-benchmark's last (full) run, for the goal table.
+var kept = map[string]*results{}
+
+func keep(key string, r *results) { kept[key] = r }
 
 func benchStack(b *testing.B, stack int) {
 	b.Run("sequential", func(b *testing.B) {
@@ -204,7 +253,13 @@ func benchStack(b *testing.B, stack int) {
 			}
 		}
 		b.StopTimer()
+		for _, p := range ps {
+			for i := range 5 {
+				peakRSS.note(p.name, p.maxRSS(b, node, fmt.Sprintf("rss-%s-%d", p.name, i), pods[p.name].Path()))
+			}
+		}
 		r.report(b, "sequential: one pod at a time", ps)
+		keep(stacks[stack].name+"/sequential", &r)
 	})
 	b.Run("parallel20", func(b *testing.B) {
 		const width = 20
@@ -239,5 +294,6 @@ func benchStack(b *testing.B, stack int) {
 		}
 		b.StopTimer()
 		r.report(b, fmt.Sprintf("parallel: %d pods at once", width), ps)
+		keep(stacks[stack].name+"/parallel20", &r)
 	})
 }
