@@ -258,6 +258,9 @@ func benchStack(b *testing.B, stack int) {
 				peakRSS.note(p.name, p.maxRSS(b, node, fmt.Sprintf("rss-%s-%d", p.name, i), pods[p.name].Path()))
 			}
 		}
+		for i := range 30 {
+			delSteps(b, ps[0], node, fmt.Sprintf("steps-%d", i), pods[ps[0].name].Path(), stacks[stack].name)
+		}
 		r.report(b, "sequential: one pod at a time", ps)
 		keep(stacks[stack].name+"/sequential", &r)
 	})

@@ -64,7 +64,7 @@ func goals(b *testing.B) {
 		}
 		fmt.Fprintf(&t, "| %s | %.2f %s | ≤ %.1f %s | %s | %s |\n", g.what, g.value, g.unit, g.limit, g.unit, met, g.note)
 	}
-	b.Log("\ngoals (issue 16)\n" + t.String())
+	b.Log("\ngoals (issue 16)\n" + t.String() + "\nkindnet DEL, step by step (KINDNET_CNI_TIMING)\n" + stepTable())
 	out := os.Getenv("CNIBENCH_OUT")
 	if out == "" {
 		return
@@ -75,6 +75,8 @@ func goals(b *testing.B) {
 	fmt.Fprintf(&md, "Run %s on %s (`make bench-cni`, test/cnibench); plugin %s. Both plugins alternate in one run.\n\n",
 		time.Now().UTC().Format(time.RFC3339), host, bin)
 	md.WriteString("## Goals\n\n" + t.String() + "\n")
+	md.WriteString("## Where kindnet's DEL goes\n\nEach step of DEL as the plugin times it (monotonic clock, KINDNET_CNI_TIMING=1, 30 pods per stack, sequential); " +
+		"\"total\" is the plugin's work from main, \"process\" the whole exec as the runtime waits for it.\n\n" + stepTable() + "\n")
 	for _, key := range []string{"ipv4/sequential", "ipv4/parallel20", "dualstack/sequential", "dualstack/parallel20"} {
 		r := kept[key]
 		if r == nil {
