@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
@@ -65,7 +67,7 @@ func contenders(b *testing.B, stack int) []plugin {
 		b.Skipf("the reference plugins are not installed (%v): make deps installs containernetworking-plugins", err)
 	}
 	// On tmpfs, as in production (/run/kindnet/ipam).
-	dir, err := os.MkdirTemp("/run", "kindnet-bench-")
+	dir, err := os.MkdirTemp(tmpfsDir(b), "kindnet-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,6 +90,20 @@ func contenders(b *testing.B, stack int) []plugin {
 		{name: "kindnet", bin: bin, path: filepath.Dir(bin), conf: kindnet},
 		{name: "reference", bin: filepath.Join(referenceDir, "ptp"), path: referenceDir, conf: reference},
 	}
+}
+
+// tmpfsDir is where the IPAM state of both plugins goes: /run where it is
+// a tmpfs, as on systemd hosts, else /dev/shm (some VMs and containers have
+// /run on their root disk, where every fsync of the state would be timed).
+func tmpfsDir(b *testing.B) string {
+	for _, d := range []string{"/run", "/dev/shm"} {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && st.Type == unix.TMPFS_MAGIC {
+			return d
+		}
+	}
+	b.Skip("neither /run nor /dev/shm is a tmpfs")
+	return ""
 }
 
 // exec runs one verb inside the node namespace and returns how long the
