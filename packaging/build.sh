@@ -13,7 +13,7 @@
 #   MAINTAINER  "Name <email>" of the packager
 #   GO          go command (default: go)
 #
-# Everything the packages hold is first staged in one directory (binary,
+# Everything the packages hold is first staged in one directory (binaries,
 # man pages, completions, units, config, maintainer scripts, changelog) and
 # nfpm runs from there, so packaging/deb/nfpm.yaml and packaging/rpm/nfpm.yaml
 # name files relative to that stage only.
@@ -109,12 +109,23 @@ rpm_config() {
 	done >>"$st/rpm/nfpm.yaml"
 }
 
+# binaries are what the packages ship, as "main package=path in the stage":
+# the agent CLI, and the lean CNI plugin the container runtime starts for
+# every pod (its own binary: it must not pay the agent's start-up).
+binaries=(
+	./cmd/kindnet=kindnet
+	./cmd/kindnet-cni=cni/kindnet
+)
+
 stage() {
 	local st=$1
 	local go=${GO:-go}
 	mkdir -p "$st/deb" "$st/rpm"
-	echo "building kindnet $VERSION"
-	(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "$LDFLAGS" -o "$st/kindnet" ./cmd/kindnet)
+	local bin
+	for bin in "${binaries[@]}"; do
+		echo "building ${bin#*=} ($VERSION) from ${bin%%=*}"
+		(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "$LDFLAGS" -o "$st/${bin#*=}" "${bin%%=*}")
+	done
 	echo "generating man pages and completions"
 	(cd "$repo" && "$go" run ./hack/gendocs -out "$st" -version "$VERSION")
 	gzip -9n "$st"/man/*.1
@@ -135,7 +146,7 @@ stage() {
 	changelog "$st/rpm/changelog.yml" "$VERSION-1"
 	# nfpm stores files with their modes but not their owners; make the
 	# staged modes the packaged ones.
-	chmod 0755 "$st/kindnet"
+	chmod 0755 "$st/kindnet" "$st/cni/kindnet"
 	find "$st" -type f ! -name kindnet ! -path '*/deb/p*' ! -path '*/rpm/p*' -exec chmod 0644 {} +
 }
 
