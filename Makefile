@@ -56,8 +56,9 @@ conformance: deps tools build ## run e2e.test's [sig-network] conformance and du
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/kindnet (static), bin/kindnet-lab and bin/kindnet-cluster
+build: ## build bin/kindnet (agent CLI, static), bin/cni/kindnet (the lean CNI plugin), bin/kindnet-lab and bin/kindnet-cluster
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kindnet ./cmd/kindnet
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/cni/kindnet ./cmd/kindnet-cni
 	$(GO) build -trimpath -o bin/kindnet-lab ./test/lab/kindnet-lab
 	$(GO) build -trimpath -o bin/kindnet-cluster ./test/cluster/kindnet-cluster
 
@@ -131,7 +132,7 @@ test-arch: tools ## unit tests that need no root, emulated for arm64 and armhf; 
 
 BENCHRUNS ?= 100
 bench-cni: deps build ## CNI ADD/DEL latency, kindnet vs reference ptp+host-local, sequential and 20 parallel (root)
-	KINDNET_BIN=$(CURDIR)/bin/kindnet $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
+	KINDNET_BIN=$(CURDIR)/bin/cni/kindnet CNIBENCH_OUT=$(CURDIR)/bench/results/cni-latest.md $(GO) test -v -run '^$$' -bench BenchmarkCNI -benchtime $(BENCHRUNS)x -timeout 60m ./test/cnibench/
 
 bench-kube: deps tools ## Kubernetes source against a real API server: create→route latency, 5,000-node sync and RSS, resync after 30 s and 10 min outages (root, about 25 min)
 	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkKube' -benchtime 1x -timeout 60m ./test/e2e/

@@ -16,7 +16,7 @@
 #   ARCHES      Debian names of the architectures to build (default: all of
 #               amd64 arm64 armhf riscv64)
 #
-# Everything the packages hold is first staged in one directory (binary,
+# Everything the packages hold is first staged in one directory (binaries,
 # man pages, completions, units, config, maintainer scripts, changelog) and
 # nfpm runs from there, so packaging/deb/nfpm.yaml and packaging/rpm/nfpm.yaml
 # name files relative to that stage only. What does not depend on the
@@ -141,9 +141,12 @@ arch_info() {
 }
 
 # The programs of the packages, as "main package -> name in the stage";
-# every one is built, static, for each architecture.
+# every one is built, static, for each architecture: the agent CLI, and the
+# lean CNI plugin the container runtime starts for every pod (a binary of
+# its own, so pod start does not pay the agent's start-up).
 BINARIES=(
 	"./cmd/kindnet kindnet"
+	"./cmd/kindnet-cni cni/kindnet"
 )
 
 # build_binaries ST DEBARCH: builds every program of BINARIES for the
@@ -155,6 +158,7 @@ build_binaries() {
 	for b in "${BINARIES[@]}"; do
 		read -r pkg name <<<"$b"
 		echo "building $name $VERSION for $2 (GOARCH=$goarch${goarm:+ GOARM=$goarm})"
+		mkdir -p "$(dirname "$st/$name")"
 		(cd "$repo" && CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm \
 			"${GO:-go}" build -trimpath -ldflags "$LDFLAGS" -o "$st/$name" "$pkg")
 		chmod 0755 "$st/$name"

@@ -1,6 +1,9 @@
-// Command kindnet is the whole of kindnet in one static binary: the node
-// agent and operator CLI when run with arguments, and the CNI plugin when a
-// container runtime executes it (CNI_COMMAND set, no arguments).
+// Command kindnet is the node agent and operator CLI. The CNI plugin the
+// packages install is its own lean binary (cmd/kindnet-cni, docs/cni.md);
+// this one still answers as the plugin when a container runtime executes it
+// (CNI_COMMAND set, no arguments) so that a bin dir holding this binary, or
+// a link to it left by a package older than the split, keeps working, at
+// the price of the agent's start-up on every call.
 package main
 
 import (

@@ -11,8 +11,7 @@ import (
 const module = "github.com/kindnet-dev/kindnet"
 
 // lean lists the packages held to the rules. One line per package: add the
-// NetworkPolicy reconciler and a lean plugin main (cmd/kindnet-cni) here
-// when they exist.
+// NetworkPolicy reconciler here when it exists.
 var lean = []struct {
 	pkg        string
 	stdlibOnly bool // nothing but the standard library, not even our own packages
@@ -25,6 +24,7 @@ var lean = []struct {
 	{pkg: "pkg/hostport"},
 	{pkg: "pkg/cni"}, // the CNI plugin and its address store
 	{pkg: "pkg/ipam"},
+	{pkg: "cmd/kindnet-cni"}, // the plugin binary the runtime starts for every pod
 }
 
 // forbidden are the dependencies no lean package may have: a path equal to

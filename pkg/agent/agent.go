@@ -129,7 +129,7 @@ func New(cfg *config.Loaded, opts Options) (*Agent, error) {
 		source:   opts.Source,
 		routes:   &routes.Reconciler{Handle: nl},
 		masq:     &masq.Reconciler{Table: cfg.Masquerade.Table, Enabled: cfg.Masquerade.Enabled, NoMasquerade: cfg.NoMasqueradePrefixes()},
-		cni:      &cniconf.Reconciler{Path: cfg.CNIConfPath(), Mode: cfg.CNI.Plugin, MTU: cfg.CNI.MTU, CNIVersion: cfg.CNI.SpecVersion, IPAMDir: cfg.IPAMDir(), HostPortTable: cfg.HostPortTable(), Handle: nl},
+		cni:      &cniconf.Reconciler{Path: cfg.CNIConfPath(), Mode: cfg.CNI.Plugin, MTU: cfg.CNI.MTU, CNIVersion: cfg.CNI.SpecVersion, IPAMDir: cfg.IPAMDir(), HostPortTable: cfg.HostPortTable(), Handle: nl, BinDir: cfg.CNI.BinDir},
 		sysctls:  &sysctl.Reconciler{Root: opts.SysctlRoot, Settings: sysctl.Settings(usesIPv6(cfg))},
 		rejected: map[string]string{},
 		metrics:  metrics.New(opts.Status, metrics.Build{Version: opts.Version, Commit: buildinfo.Commit}),

@@ -508,28 +508,35 @@ func family(ip netip.Addr) int {
 // hostPorts, when the record cannot be read, or when the runtime config
 // mentions port mappings (the record may be gone).
 func (a *attachment) del() error {
+	timer := newStepTimer() // KINDNET_CNI_TIMING: where DEL's time goes
+	defer timer.print("DEL")
 	store := a.store()
 	rec, found, getErr := store.Get(a.key)
+	timer.mark("ipam-get")
 	var errs []error
 	if (found && rec.HostPorts) || a.conf.MentionsPortMappings || getErr != nil {
 		if _, err := a.table().Remove(a.owner); err != nil {
 			errs = append(errs, err)
 		}
+		timer.mark("hostport-remove")
 	}
 	hostNL, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	defer hostNL.Close()
+	timer.mark("netlink-open")
 	if err := a.deleteHostLink(hostNL); err != nil {
 		errs = append(errs, err)
 	}
+	timer.mark("veth-del")
 	if getErr != nil {
 		errs = append(errs, getErr)
 	} else if found {
 		if _, _, err := store.Release(a.key); err != nil {
 			errs = append(errs, err)
 		}
+		timer.mark("ipam-release")
 	}
 	return errorCode(errors.Join(errs...))
 }

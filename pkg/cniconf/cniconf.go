@@ -1,6 +1,6 @@
 // Package cniconf renders and writes the CNI network configuration list the
 // container runtime reads to wire pods on this node: kindnet's own plugin
-// (pkg/cni, the same binary) with the wiring mode, this node's pod ranges,
+// (pkg/cni, the binary cmd/kindnet-cni) with the wiring mode, this node's pod ranges,
 // the MTU, where IPAM keeps its state and the hostPort table.
 //
 // It owns one file (cni.confDir/cni.confName, default
@@ -36,7 +36,7 @@ const NetworkName = "kindnet"
 const DefaultMTU = 1500
 
 // PluginType is the plugin binary the conflist names: the runtime runs
-// <binDir>/kindnet, a link to the kindnet binary.
+// <binDir>/kindnet, the lean plugin (cmd/kindnet-cni).
 const PluginType = "kindnet"
 
 // Params is everything the conflist depends on.
@@ -99,6 +99,12 @@ type Reconciler struct {
 	HostPortTable string
 	// Handle reads the default route for the automatic MTU.
 	Handle *netlink.Handle
+	// BinDir is where the runtime looks for the plugin (cni.binDir): the
+	// conflist is written only once <BinDir>/kindnet answers VERSION with
+	// CNIVersion. "" skips the check.
+	BinDir string
+
+	probe pluginProbe
 }
 
 // Result reports one reconcile.
@@ -109,18 +115,19 @@ type Result struct {
 	Hash    string    // sha256 of the content, "" when absent
 	ModTime time.Time // when the file was last written
 	MTU     int
-	Waiting string // why no config was written (this node's podCIDR unknown)
+	Waiting string // why no config was written (podCIDR unknown, plugin not installed)
 }
 
 // Reconcile writes the conflist for the snapshot's own podCIDRs. When they
-// are not known yet it writes nothing and leaves an existing file alone:
+// are not known yet, or the plugin binary in BinDir is not there or does not
+// support CNIVersion, it writes nothing and leaves an existing file alone:
 // pods already running keep working, new ones wait.
 //
 // Whatever happens, the result's Hash and ModTime describe the file on
 // disk: a write that fails (a full disk) leaves the previous config in
 // place and the runtime keeps using it, so status must show it there, with
 // the error, not "no CNI config".
-func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (res Result, err error) {
+func (r *Reconciler) Reconcile(ctx context.Context, snap *model.Snapshot) (res Result, err error) {
 	res = Result{Path: r.Path}
 	defer res.fillFromDisk()
 	if len(snap.Self.PodCIDRs) == 0 {
@@ -128,6 +135,9 @@ func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (res Res
 		if snap.SelfProblem != "" {
 			res.Waiting = snap.SelfProblem
 		}
+		return res, nil
+	}
+	if res.Waiting = r.pluginWaiting(ctx); res.Waiting != "" {
 		return res, nil
 	}
 	mtu, err := r.mtu()

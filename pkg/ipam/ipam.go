@@ -217,7 +217,7 @@ func (s *Store) release(key Key, token string) (Allocation, bool, error) {
 	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
 		return out, false, nil // nothing was ever allocated here
 	}
-	err := s.update(func(st *state) (bool, error) {
+	err := s.updateFreeing(func(st *state) (bool, error) {
 		i := st.find(key)
 		if i < 0 || (token != "" && st.Allocations[i].Token != token) {
 			return false, nil
@@ -240,7 +240,7 @@ func (s *Store) GC(valid []Key) ([]Allocation, error) {
 	if _, err := os.Stat(s.Dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	err := s.update(func(st *state) (bool, error) {
+	err := s.updateFreeing(func(st *state) (bool, error) {
 		kept := st.Allocations[:0]
 		for _, a := range st.Allocations {
 			if keep[a.Key()] {
@@ -324,8 +324,23 @@ func coversExactly(ips []netip.Addr, pools []Pool) bool {
 }
 
 // update runs fn on the state under the exclusive lock and writes the state
-// back atomically when fn reports a change.
+// back atomically and durably when fn reports a change.
 func (s *Store) update(fn func(*state) (bool, error)) error {
+	return s.updateDurably(fn, true)
+}
+
+// updateFreeing is update for changes that only free addresses (DEL, GC): the
+// state file is still replaced atomically, so every later reader sees the
+// addresses free, but not fsynced. Losing a release to a power cut costs
+// an address held until the runtime's next GC; losing an allocation would
+// hand one address to two pods, so Allocate stays durable. The fsyncs are
+// free on tmpfs (/run on systemd hosts) but not where the IPAM directory
+// is on a disk, where they were most of DEL's own time.
+func (s *Store) updateFreeing(fn func(*state) (bool, error)) error {
+	return s.updateDurably(fn, false)
+}
+
+func (s *Store) updateDurably(fn func(*state) (bool, error), durable bool) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("%w: create %s: %v", ErrUnusable, s.Dir, err)
 	}
@@ -343,7 +358,7 @@ func (s *Store) update(fn func(*state) (bool, error)) error {
 	if err != nil || !changed {
 		return err
 	}
-	return s.write(st)
+	return s.write(st, durable)
 }
 
 // lock takes the exclusive flock. The kernel drops it when the process
@@ -398,9 +413,10 @@ func (s *Store) read() (state, error) {
 }
 
 // write replaces the state file: a temporary file in the same directory,
-// fsynced, renamed over the old one, then the directory fsynced. On tmpfs
-// the syncs cost nothing; on a disk they make the state survive power loss.
-func (s *Store) write(st state) error {
+// fsynced when durable, renamed over the old one, then the directory
+// fsynced when durable. On tmpfs the syncs cost nothing; on a disk they
+// make the state survive power loss.
+func (s *Store) write(st state, durable bool) error {
 	st.Version = stateVersion
 	if st.Allocations == nil {
 		st.Allocations = []Allocation{}
@@ -415,7 +431,7 @@ func (s *Store) write(st state) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(append(b, '\n'))
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -427,6 +443,9 @@ func (s *Store) write(st state) error {
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("%w: write %s: %v", ErrUnusable, s.StatePath(), err)
+	}
+	if !durable {
+		return nil
 	}
 	if d, err := os.Open(s.Dir); err == nil {
 		_ = d.Sync()

@@ -43,7 +43,7 @@ func TestAllocateWalksPastTwoToThe32(t *testing.T) {
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.write(state{Version: 1, Last: map[string]netip.Addr{pool.Range.String(): netip.MustParseAddr("fd00::ffff:fffe")}}); err != nil {
+	if err := s.write(state{Version: 1, Last: map[string]netip.Addr{pool.Range.String(): netip.MustParseAddr("fd00::ffff:fffe")}}, true); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"fd00::ffff:ffff", "fd00::1:0:0", "fd00::1:0:1"}

@@ -65,7 +65,7 @@ func runPlugin(ctx context.Context, env Env, nodeNS, podNS, verb, id string, con
 	}
 	rssFile.Close()
 	defer os.Remove(rssFile.Name())
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nodeNS, timeBin, "-o", rssFile.Name(), "-f", "%M", env.Kindnet)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nodeNS, timeBin, "-o", rssFile.Name(), "-f", "%M", env.plugin())
 	cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + id, "CNI_NETNS=/run/netns/" + podNS,
 		"CNI_IFNAME=eth0", "CNI_PATH=" + env.cniBinDir(), "PATH=" + os.Getenv("PATH")}
 	cmd.Stdin = bytes.NewReader(conf)

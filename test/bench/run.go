@@ -18,9 +18,23 @@ type Env struct {
 	Log     func(format string, args ...any)
 }
 
-// cniBinDir holds the plugin the agent-written conflists name: the
-// kindnet binary itself, as "kindnet".
-func (e Env) cniBinDir() string { return filepath.Dir(e.Kindnet) }
+// cniBinDir holds the plugin the agent-written conflists name: the lean
+// plugin `make build` writes next to the agent (bin/cni/kindnet), or, when
+// there is none, the agent binary itself, which also answers as the plugin.
+func (e Env) cniBinDir() string {
+	if dir := filepath.Join(filepath.Dir(e.Kindnet), "cni"); isExecutable(filepath.Join(dir, "kindnet")) {
+		return dir
+	}
+	return filepath.Dir(e.Kindnet)
+}
+
+// plugin is the CNI plugin binary in cniBinDir.
+func (e Env) plugin() string { return filepath.Join(e.cniBinDir(), "kindnet") }
+
+func isExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
+}
 
 // Options say what a run measures and how long each measure takes.
 type Options struct {

@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
 
@@ -65,7 +67,7 @@ func contenders(b *testing.B, stack int) []plugin {
 		b.Skipf("the reference plugins are not installed (%v): make deps installs containernetworking-plugins", err)
 	}
 	// On tmpfs, as in production (/run/kindnet/ipam).
-	dir, err := os.MkdirTemp("/run", "kindnet-bench-")
+	dir, err := os.MkdirTemp(tmpfsDir(b), "kindnet-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,6 +92,20 @@ func contenders(b *testing.B, stack int) []plugin {
 	}
 }
 
+// tmpfsDir is where the IPAM state of both plugins goes: /run where it is
+// a tmpfs, as on systemd hosts, else /dev/shm (some VMs and containers have
+// /run on their root disk, where every fsync of the state would be timed).
+func tmpfsDir(b *testing.B) string {
+	for _, d := range []string{"/run", "/dev/shm"} {
+		var st unix.Statfs_t
+		if unix.Statfs(d, &st) == nil && st.Type == unix.TMPFS_MAGIC {
+			return d
+		}
+	}
+	b.Skip("neither /run nor /dev/shm is a tmpfs")
+	return ""
+}
+
 // exec runs one verb inside the node namespace and returns how long the
 // plugin process took, from fork to exit: what a runtime waits for.
 func (p plugin) exec(b *testing.B, node *netnstest.NS, verb, id, netns string) time.Duration {
@@ -111,6 +127,49 @@ func (p plugin) exec(b *testing.B, node *netnstest.NS, verb, id, netns string) t
 		b.Fatalf("%s %s %s: %v %v\n%s", p.name, verb, id, err, runErr, out.String())
 	}
 	return took
+}
+
+// maxRSS runs ADD then DEL of one pod under GNU time and returns the ADD
+// process's peak resident set in KiB. The rusage of a child this program
+// starts would not do: Go starts children with vfork, and Linux carries
+// the parent's peak RSS into the child's ru_maxrss at exec; GNU time forks
+// a small process of its own. For the reference it is ptp's alone
+// (host-local runs as ptp's child).
+func (p plugin) maxRSS(b *testing.B, node *netnstest.NS, id, netns string) int64 {
+	out := filepath.Join(b.TempDir(), "maxrss")
+	timed := p
+	timed.bin = "/usr/bin/time"
+	cmd := exec.Command(timed.bin, "-o", out, "-f", "%M", p.bin)
+	cmd.Env = []string{"CNI_COMMAND=ADD", "CNI_CONTAINERID=" + id, "CNI_NETNS=" + netns,
+		"CNI_IFNAME=eth0", "CNI_PATH=" + p.path, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdin = bytes.NewReader(p.conf)
+	if err := node.Do(cmd.Run); err != nil {
+		b.Fatalf("%s ADD under %s: %v (make deps installs GNU time)", p.name, timed.bin, err)
+	}
+	p.exec(b, node, "DEL", id, netns)
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kib int64
+	if _, err := fmt.Sscan(string(raw), &kib); err != nil {
+		b.Fatalf("GNU time wrote %q: %v", raw, err)
+	}
+	return kib
+}
+
+// peakRSS is the largest resident set of each plugin process during ADD.
+var peakRSS = rssPeaks{kib: map[string]int64{}}
+
+type rssPeaks struct {
+	sync.Mutex
+	kib map[string]int64
+}
+
+func (r *rssPeaks) note(name string, kib int64) {
+	r.Lock()
+	defer r.Unlock()
+	r.kib[name] = max(r.kib[name], kib)
 }
 
 // samples are latencies of one plugin and verb.
@@ -177,7 +236,13 @@ func BenchmarkCNI(b *testing.B) {
 	for i, st := range stacks {
 		b.Run(st.name, func(b *testing.B) { benchStack(b, i) })
 	}
+	goals(b)
 }
+
+// kept holds each sub-benchmark's last (full) run, for the goal table.
+var kept = map[string]*results{}
+
+func keep(key string, r *results) { kept[key] = r }
 
 func benchStack(b *testing.B, stack int) {
 	b.Run("sequential", func(b *testing.B) {
@@ -204,7 +269,16 @@ func benchStack(b *testing.B, stack int) {
 			}
 		}
 		b.StopTimer()
+		for _, p := range ps {
+			for i := range 5 {
+				peakRSS.note(p.name, p.maxRSS(b, node, fmt.Sprintf("rss-%s-%d", p.name, i), pods[p.name].Path()))
+			}
+		}
+		for i := range 30 {
+			delSteps(b, ps[0], node, fmt.Sprintf("steps-%d", i), pods[ps[0].name].Path(), stacks[stack].name)
+		}
 		r.report(b, "sequential: one pod at a time", ps)
+		keep(stacks[stack].name+"/sequential", &r)
 	})
 	b.Run("parallel20", func(b *testing.B) {
 		const width = 20
@@ -239,5 +313,6 @@ func benchStack(b *testing.B, stack int) {
 		}
 		b.StopTimer()
 		r.report(b, fmt.Sprintf("parallel: %d pods at once", width), ps)
+		keep(stacks[stack].name+"/parallel20", &r)
 	})
 }

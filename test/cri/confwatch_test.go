@@ -28,7 +28,7 @@ func TestContainerdStartedBeforeTheConfigSeesTheAgentWriteIt(t *testing.T) {
 	if err := os.Remove(n1.CNIConfPath()); err != nil {
 		t.Fatal(err)
 	}
-	d := startContainerd(t, f, n1, filepath.Join(binDir, "kindnet"))
+	d := startContainerd(t, f, n1, filepath.Join(binDir, "kindnet-cni"))
 	if ok, msg, err := d.networkReady(); err != nil || ok {
 		t.Fatalf("NetworkReady with no CNI config: %v %q %v; want false", ok, msg, err)
 	}

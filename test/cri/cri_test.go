@@ -30,7 +30,7 @@ import (
 )
 
 var (
-	binDir       string // kindnet, kindnet-lab, pause, built once
+	binDir       string // kindnet, kindnet-cni (the plugin runtimes run), kindnet-lab, pause, built once
 	imageTar     string // the pause image
 	crictlBin    string
 	containerd2D string // directory of the containerd 2.x binaries
@@ -50,7 +50,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	for out, pkg := range map[string]string{"kindnet": "./cmd/kindnet", "kindnet-lab": "./test/lab/kindnet-lab", "pause": "./test/cri/pause"} {
+	for out, pkg := range map[string]string{"kindnet": "./cmd/kindnet", "kindnet-cni": "./cmd/kindnet-cni", "kindnet-lab": "./test/lab/kindnet-lab", "pause": "./test/cri/pause"} {
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, out), pkg)
 		cmd.Dir = "../.."
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -123,7 +123,7 @@ func TestContainerdRunsPodsWiredByKindnet(t *testing.T) {
 			requireTools(t, f)
 			l := newLab(t, f)
 			n1, n2 := l.Nodes[0], l.Nodes[1]
-			d := startContainerd(t, f, n1, filepath.Join(binDir, "kindnet"))
+			d := startContainerd(t, f, n1, filepath.Join(binDir, "kindnet-cni"))
 			d.importImage(imageTar)
 
 			if ok, msg, err := d.networkReady(); err != nil || !ok {

@@ -38,7 +38,7 @@ func TestStatusShowsThatContainerdHasNotLoadedTheCNIConfig(t *testing.T) {
 	if err := os.MkdirAll(runtimeConfDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d.start(n1, runtimeConfDir, filepath.Join(binDir, "kindnet"))
+	d.start(n1, runtimeConfDir, filepath.Join(binDir, "kindnet-cni"))
 
 	ok, msg, err := d.networkReady()
 	if err != nil || ok || !strings.Contains(msg, "cni plugin not initialized") {

@@ -65,7 +65,7 @@ var arches = []struct {
 // emulator wrapper.
 var foreignCommands = []struct{ dir, pkg string }{
 	{"agent", "./cmd/kindnet"},
-	{"cni", "./cmd/kindnet"},
+	{"cni", "./cmd/kindnet-cni"},
 }
 
 // skipOrFail skips outside CI and fails in CI (CI=true), where make deps

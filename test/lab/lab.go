@@ -42,8 +42,10 @@ type Options struct {
 	LabTool     string // path of the kindnet-lab binary (CNI driver, whoami)
 	CNIPlugin   string // "ptp" or "bridge"
 	// CNIBinDir holds the plugins the agent-written conflist names: an
-	// executable "kindnet" (kindnet's own plugin). Default: the directory
-	// of Kindnet.
+	// executable "kindnet" (kindnet's own plugin). Default: cni/ next to
+	// Kindnet when it holds the lean plugin (make build writes
+	// bin/cni/kindnet), else the directory of Kindnet (the agent binary
+	// also answers as the plugin).
 	CNIBinDir string
 	// AgentArgs are extra flags for every agent.
 	AgentArgs []string
@@ -137,6 +139,9 @@ func (o *Options) defaults() {
 	}
 	if o.CNIBinDir == "" {
 		o.CNIBinDir = filepath.Dir(o.Kindnet)
+		if st, err := os.Stat(filepath.Join(o.CNIBinDir, "cni", "kindnet")); err == nil && st.Mode().IsRegular() {
+			o.CNIBinDir = filepath.Join(o.CNIBinDir, "cni")
+		}
 	}
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}

@@ -68,25 +68,10 @@ func TestEveryArchitecture(t *testing.T) {
 			if got := run(t, "rpm", "-qp", "--qf", "%{ARCH}", rpm); got != a.rpm {
 				t.Errorf("%s: ARCH %q, want %q", filepath.Base(rpm), got, a.rpm)
 			}
-			bin := filepath.Join(t.TempDir(), "kindnet")
-			debData := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
-			untar := exec.Command("tar", "-xO", "./usr/bin/kindnet")
-			untar.Stdin, _ = debData.StdoutPipe()
-			var b bytes.Buffer
-			untar.Stdout = &b
-			if err := debData.Start(); err != nil {
-				t.Fatal(err)
+			// The agent CLI and the lean CNI plugin: both built for a.
+			for _, path := range []string{"./usr/bin/kindnet", "./opt/cni/bin/kindnet"} {
+				checkStaticELF(t, debFile(t, deb, path), a.machine, a.class)
 			}
-			if err := untar.Run(); err != nil {
-				t.Fatalf("tar: %v", err)
-			}
-			if err := debData.Wait(); err != nil {
-				t.Fatalf("dpkg-deb: %v", err)
-			}
-			if err := os.WriteFile(bin, b.Bytes(), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			checkStaticELF(t, bin, a.machine, a.class)
 
 			lintian := exec.Command("lintian", "--fail-on", "error,warning", "--display-level", ">=warning", deb)
 			lintian.Env = append(os.Environ(), "HOME="+t.TempDir())
@@ -117,6 +102,31 @@ func rpmlintFindings(out, arch string) string {
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// debFile extracts the file at path (as the payload names it) from the
+// .deb into a temporary file and returns that file's name.
+func debFile(t *testing.T, deb, path string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(path))
+	debData := exec.Command("dpkg-deb", "--fsys-tarfile", deb)
+	untar := exec.Command("tar", "-xO", path)
+	untar.Stdin, _ = debData.StdoutPipe()
+	var b bytes.Buffer
+	untar.Stdout = &b
+	if err := debData.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := untar.Run(); err != nil {
+		t.Fatalf("tar %s from %s: %v", path, filepath.Base(deb), err)
+	}
+	if err := debData.Wait(); err != nil {
+		t.Fatalf("dpkg-deb: %v", err)
+	}
+	if err := os.WriteFile(out, b.Bytes(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // checkStaticELF: the binary is for that machine and word size, and has no

@@ -54,8 +54,8 @@ func common() []entry {
 
 func debEntries() []entry {
 	return append(common(),
-		// Debian: a link across top-level directories is absolute.
-		entry{path: "/opt/cni/bin/kindnet", mode: "Lrwxrwxrwx", target: "/usr/bin/kindnet"},
+		// The lean CNI plugin (cmd/kindnet-cni), a regular file.
+		entry{path: "/opt/cni/bin/kindnet", mode: "-rwxr-xr-x"},
 		entry{path: "/lib/systemd/system/kindnet.service", mode: "-rw-r--r--"},
 		entry{path: "/lib/systemd/system/kubelet.service.d/10-kindnet.conf", mode: "-rw-r--r--"},
 		entry{path: "/etc/default/kindnet", mode: "-rw-r--r--"},
@@ -68,9 +68,10 @@ func debEntries() []entry {
 
 func rpmEntries() []entry {
 	es := append(common(),
-		// Fedora: links are relative.
-		entry{path: "/opt/cni/bin/kindnet", mode: "Lrwxrwxrwx", target: "../../../usr/bin/kindnet"},
-		entry{path: "/usr/libexec/cni/kindnet", mode: "Lrwxrwxrwx", target: "../../bin/kindnet"},
+		// The lean CNI plugin (cmd/kindnet-cni), regular files in
+		// containerd's and CRI-O's plugin directories.
+		entry{path: "/opt/cni/bin/kindnet", mode: "-rwxr-xr-x"},
+		entry{path: "/usr/libexec/cni/kindnet", mode: "-rwxr-xr-x"},
 		entry{path: "/usr/lib/systemd/system/kindnet.service", mode: "-rw-r--r--"},
 		entry{path: "/usr/lib/systemd/system/kubelet.service.d/10-kindnet.conf", mode: "-rw-r--r--"},
 		entry{path: "/etc/sysconfig/kindnet", mode: "-rw-r--r--"},

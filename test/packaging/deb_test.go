@@ -36,13 +36,26 @@ func checkInstalled(t *testing.T, s *sandbox.Sandbox, es []entry) {
 	}
 }
 
-// expectVersion checks `kindnet version --short` inside the sandbox, through
-// the CNI plugin path too (the same binary).
+// expectVersion checks `kindnet version --short` inside the sandbox, and
+// that the CNI plugin (its own binary, a regular file) is the same build:
+// its about text, printed when run without CNI_COMMAND, names the version.
 func expectVersion(t *testing.T, s *sandbox.Sandbox, want string) {
 	t.Helper()
-	for _, bin := range []string{"kindnet", "/opt/cni/bin/kindnet"} {
-		if got := strings.TrimSpace(s.MustRun(bin, "version", "--short")); got != want {
-			t.Errorf("%s version --short = %q, want %q", bin, got, want)
+	if got := strings.TrimSpace(s.MustRun("kindnet", "version", "--short")); got != want {
+		t.Errorf("kindnet version --short = %q, want %q", got, want)
+	}
+	plugins := []string{"/opt/cni/bin/kindnet"}
+	if _, err := os.Lstat(s.Path("/usr/libexec/cni/kindnet")); err == nil {
+		plugins = append(plugins, "/usr/libexec/cni/kindnet") // the rpm
+	}
+	for _, p := range plugins {
+		if fi, err := os.Lstat(s.Path(p)); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s: want a regular file (the lean plugin), got %v %v", p, fi, err)
+			continue
+		}
+		stdout, stderr, _ := s.Run(p) // skel prints the about text to stderr
+		if about := stdout + stderr; !strings.Contains(about, "kindnet CNI plugin "+want+"\n") {
+			t.Errorf("%s (no CNI_COMMAND) printed %q, want the about text naming %s", p, stdout+stderr, want)
 		}
 	}
 }

@@ -83,23 +83,63 @@ var (
 // with `make packages`, exactly as a release would.
 func packagesFor(t *testing.T, version string) *pkgs {
 	t.Helper()
+	return packagesFrom(t, repoRoot, version)
+}
+
+// lastRelease is the commit the previous package was released from: the
+// last main before the CNI plugin became its own binary (issue 16), whose
+// packages link /opt/cni/bin/kindnet to the agent.
+const lastRelease = "eedddad"
+
+// releasedPackages builds the .deb and .rpm of lastRelease, as version:
+// its tree (git archive) in a scratch directory, `make packages` there.
+func releasedPackages(t *testing.T, version string) *pkgs {
+	t.Helper()
+	if err := exec.Command("git", "-C", repoRoot, "cat-file", "-e", lastRelease+"^{commit}").Run(); err != nil {
+		t.Fatalf("commit %s (the last released main, whose package the upgrade test installs first) is not in this clone: fetch the full history (git fetch --unshallow)", lastRelease)
+	}
+	src := filepath.Join(buildDir, "src-"+lastRelease)
+	buildMu.Lock()
+	if _, err := os.Stat(src); err != nil {
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", repoRoot, lastRelease, src)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildMu.Unlock()
+			t.Fatalf("git archive %s: %v\n%s", lastRelease, err, out)
+		}
+	}
+	buildMu.Unlock()
+	return packagesFrom(t, src, version)
+}
+
+// packagesFrom builds the packages of the tree at dir (the repo or an
+// archived release) once per test run.
+func packagesFrom(t *testing.T, dir, version string) *pkgs {
+	t.Helper()
 	nfpmOrSkip(t)
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := builds[version]; ok {
+	key := dir + "@" + version
+	if p, ok := builds[key]; ok {
 		return p
 	}
-	if err, ok := buildErr[version]; ok {
+	if err, ok := buildErr[key]; ok {
 		t.Fatal(err)
 	}
-	dist := filepath.Join(buildDir, version)
-	// Only the machine's own architecture: these tests install and run it.
+	dist := filepath.Join(buildDir, filepath.Base(dir)+"-"+version)
+	// Only the machine's own architecture: these tests install and run it
+	// (an archived release before ARCHES builds only that anyway).
 	cmd := exec.Command("make", "-s", "packages", "VERSION="+version, "DIST="+dist, "ARCHES="+runtime.GOARCH)
-	cmd.Dir = repoRoot
+	cmd.Dir = dir
+	if dir != repoRoot { // an archive: no .git to describe
+		cmd.Args = append(cmd.Args, "COMMIT="+lastRelease)
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		buildErr[version] = fmt.Errorf("make packages VERSION=%s: %v\n%s", version, err, out)
-		t.Fatal(buildErr[version])
+		buildErr[key] = fmt.Errorf("make packages VERSION=%s in %s: %v\n%s", version, dir, err, out)
+		t.Fatal(buildErr[key])
 	}
 	pv := pkgVersion(t, version)
 	p := &pkgs{
@@ -114,7 +154,7 @@ func packagesFor(t *testing.T, version string) *pkgs {
 			t.Fatalf("make packages did not write %s (dist has %v)", f, entries)
 		}
 	}
-	builds[version] = p
+	builds[key] = p
 	return p
 }
 

@@ -251,3 +251,25 @@ func TestRpmUnpackAndLintOfTheFileWriteNothingElse(t *testing.T) {
 		t.Errorf("unpacking and linting the rpm wrote outside %s:\n%s", dir, strings.Join(outside, "\n"))
 	}
 }
+
+// TestRpmUpgradeFromLastReleaseReplacesThePluginLinks upgrades the rpm of
+// lastRelease, whose /opt/cni/bin/kindnet and /usr/libexec/cni/kindnet
+// link to the agent, to this tree's: both become the lean plugin, regular
+// files, and every packaged file is where it belongs.
+func TestRpmUpgradeFromLastReleaseReplacesThePluginLinks(t *testing.T) {
+	needRoot(t)
+	needTools(t, "rpm", "unshare", "nsenter")
+	v1, v2 := releasedPackages(t, "1.0.0"), packagesFor(t, "1.0.1")
+	s := sandbox.New(t, sandbox.Options{})
+	s.CopyIn(v1.rpm, "/tmp/v1.rpm", 0o644)
+	s.CopyIn(v2.rpm, "/tmp/v2.rpm", 0o644)
+	s.MustRun("rpm", "-i", "--nodeps", "/tmp/v1.rpm")
+	for _, p := range []string{"/opt/cni/bin/kindnet", "/usr/libexec/cni/kindnet"} {
+		if fi, err := os.Lstat(s.Path(p)); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("the %s rpm should link %s to the agent: %v %v", lastRelease, p, fi, err)
+		}
+	}
+	s.MustRun("rpm", "-U", "--nodeps", "/tmp/v2.rpm")
+	checkInstalled(t, s, rpmEntries())
+	expectVersion(t, s, "1.0.1")
+}

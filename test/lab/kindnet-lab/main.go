@@ -45,7 +45,7 @@ func labFlags(cmd *cobra.Command) *lab.Options {
 	cmd.Flags().IntVar(&o.PodsPerNode, "pods", 2, "pods per node")
 	cmd.Flags().StringVar(&o.Kindnet, "kindnet", filepath.Join(bin, "kindnet"), "kindnet binary")
 	cmd.Flags().StringVar(&o.CNIPlugin, "plugin", "ptp", "pod wiring: ptp or bridge")
-	cmd.Flags().StringVar(&o.CNIBinDir, "cni-bin-dir", bin, "directory holding the CNI plugin the conflist names (an executable \"kindnet\")")
+	cmd.Flags().StringVar(&o.CNIBinDir, "cni-bin-dir", "", "directory holding the CNI plugin the conflist names (an executable \"kindnet\"); default: cni/ next to --kindnet when make build wrote the lean plugin there, else --kindnet's directory")
 	o.Log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	return o
 }
