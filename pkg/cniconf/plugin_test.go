@@ -3,11 +3,25 @@ package cniconf
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kindnet-dev/kindnet/pkg/cni"
 )
+
+// asPlugin, set in the environment, makes this test binary the CNI plugin
+// itself (cni.Main, what cmd/kindnet-cni runs): the real plugin's answer
+// to VERSION, without building a binary inside a test.
+const asPlugin = "KINDNET_CNICONF_TEST_AS_PLUGIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asPlugin) == "1" {
+		os.Exit(cni.Main())
+	}
+	os.Exit(m.Run())
+}
 
 // writePlugin installs an executable script as <dir>/kindnet.
 func writePlugin(t *testing.T, dir, script string) {
@@ -49,15 +63,13 @@ func TestConflistWaitsForThePluginToAnswerVersion(t *testing.T) {
 	writePlugin(t, bin, "#!/bin/sh\necho '{\"cniVersion\":\"0.4.0\",\"supportedVersions\":[\"0.3.1\",\"0.4.0\"]}'\n")
 	waits("plugin too old", "supports CNI 0.3.1, 0.4.0, not the config's cniVersion 1.0.0")
 
-	// The plugin the packages ship, which must do for the agent's config.
-	build := exec.Command("go", "build", "-o", filepath.Join(bin, "kindnet.new"), "github.com/kindnet-dev/kindnet/cmd/kindnet-cni")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build cmd/kindnet-cni: %v\n%s", err, out)
-	}
-	if err := os.Rename(filepath.Join(bin, "kindnet.new"), filepath.Join(bin, PluginType)); err != nil {
+	// The plugin the packages ship (cni.Main, run by this test binary),
+	// which must do for the agent's config.
+	self, err := os.Executable()
+	if err != nil {
 		t.Fatal(err)
 	}
+	writePlugin(t, bin, "#!/bin/sh\n"+asPlugin+"=1 exec "+strconv.Quote(self)+" \"$@\"\n")
 	res, err := r.Reconcile(ctx, s)
 	if err != nil || !res.Written || res.Waiting != "" {
 		t.Fatalf("with the real plugin: want the conflist written, got %+v %v", res, err)
