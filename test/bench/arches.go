@@ -18,6 +18,9 @@ import (
 type ArchBinary struct {
 	Arch string `json:"arch"` // Debian's name (armhf), or 386
 	Binary
+	// Plugin is the lean CNI plugin (cmd/kindnet-cni) for the same
+	// architecture: what the runtime starts for every pod.
+	Plugin Binary `json:"plugin"`
 	// BaselineKiB is the peak RSS (ru_maxrss) of `kindnet version`: the Go
 	// runtime and package initialisation, the floor under the agent and
 	// the plugin. Measured only where this machine runs the architecture
@@ -48,18 +51,15 @@ func MeasureArches(ctx context.Context, src string) ([]ArchBinary, error) {
 	var out []ArchBinary
 	for _, a := range archBuilds {
 		path := filepath.Join(dir, "kindnet-"+a.arch)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "./cmd/kindnet")
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+a.goarch, "GOARM="+a.goarm)
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return out, fmt.Errorf("build for %s: %w\n%s", a.arch, err, b)
-		}
-		b, err := inspectBinary(path)
+		b, err := buildFor(ctx, src, a.goarch, a.goarm, path, "./cmd/kindnet")
 		if err != nil {
-			return out, err
+			return out, fmt.Errorf("build for %s: %w", a.arch, err)
 		}
-		b.Path = "" // a temporary file: meaningless in the report
-		ab := ArchBinary{Arch: a.arch, Binary: b}
+		plugin, err := buildFor(ctx, src, a.goarch, a.goarm, filepath.Join(dir, "kindnet-cni-"+a.arch), "./cmd/kindnet-cni")
+		if err != nil {
+			return out, fmt.Errorf("build the plugin for %s: %w", a.arch, err)
+		}
+		ab := ArchBinary{Arch: a.arch, Binary: b, Plugin: plugin}
 		if nativeArches[a.arch] {
 			ab.BaselineKiB, err = baselineRSS(ctx, path)
 			if err != nil {
@@ -71,6 +71,23 @@ func MeasureArches(ctx context.Context, src string) ([]ArchBinary, error) {
 		out = append(out, ab)
 	}
 	return out, nil
+}
+
+// buildFor builds the main package pkg of src for goarch (and goarm) with
+// the release flags into path, and measures the binary.
+func buildFor(ctx context.Context, src, goarch, goarm, path, pkg string) (Binary, error) {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", path, pkg)
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOARM="+goarm)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Binary{}, fmt.Errorf("%w\n%s", err, out)
+	}
+	b, err := inspectBinary(path)
+	if err != nil {
+		return Binary{}, err
+	}
+	b.Path = "" // a temporary file: meaningless in the report
+	return b, nil
 }
 
 // baselineRSS runs `kindnet version` and returns its peak RSS in KiB.
@@ -100,17 +117,20 @@ func (r *Report) markdownArches(w io.Writer) {
 	p("The kindnet binary built for each architecture with the release flags (`-trimpath -ldflags '-s -w'`, static), ")
 	p("and the peak RSS of `kindnet version` (runtime and initialisation: the floor under agent and plugin) where this ")
 	p("machine runs the architecture natively.\n\n")
-	p("| architecture | binary | static | `kindnet version` peak RSS |\n| --- | --- | --- | --- |\n")
+	p("| architecture | agent binary | plugin binary | static | `kindnet version` peak RSS |\n| --- | --- | --- | --- | --- |\n")
 	for _, a := range r.Arches {
 		st := "yes"
 		if !a.Static {
-			st = "NO: " + a.Why
+			st = "NO (agent): " + a.Why
+		} else if !a.Plugin.Static && a.Plugin.Bytes > 0 {
+			st = "NO (plugin): " + a.Plugin.Why
 		}
 		rss := fmt.Sprintf("%.1f MiB", float64(a.BaselineKiB)/1024)
 		if a.BaselineKiB == 0 {
 			rss = "not measured: " + strings.TrimSpace(a.NotRun)
 		}
-		p("| %s | %.1f MiB (%d bytes) | %s | %s |\n", a.Arch, float64(a.Bytes)/(1<<20), a.Bytes, st, rss)
+		p("| %s | %.1f MiB (%d bytes) | %.1f MiB (%d bytes) | %s | %s |\n", a.Arch, float64(a.Bytes)/(1<<20), a.Bytes,
+			float64(a.Plugin.Bytes)/(1<<20), a.Plugin.Bytes, st, rss)
 	}
 	if r.ArchesError != "" {
 		p("\nBuilding the other architectures failed: %s\n", r.ArchesError)
