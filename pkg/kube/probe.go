@@ -22,6 +22,12 @@ const (
 	probeMin      = time.Second     // probe period while a watch is broken: probeMin plus up to probeMin of jitter
 	probeTimeout  = time.Second     // an API server that needs longer is not back yet
 	restartSpread = 3 * time.Second // restarts are spread over [0, restartSpread)
+	// recoverWindow: how long after a failed probe the watches are still
+	// restarted when they break; restartGapMin/Max bound the waits
+	// between restarts then.
+	recoverWindow = time.Minute
+	restartGapMin = 2 * time.Second
+	restartGapMax = 8 * time.Second
 )
 
 // prober is implemented by clients that can ask the API server whether it
@@ -57,10 +63,18 @@ func (w *watched) brokenByOutage() bool {
 }
 
 // watchProbe runs while the session does: idle (no request) while the
-// watches are healthy; while one is broken, it probes every 1-2 s, and on
-// the first answer after a failed probe it restarts the broken watches.
+// watches are healthy; while one is broken, it probes every 1-2 s. When the
+// server answers within recoverWindow of a failed probe, it restarts the
+// broken watches: the first time after a random 0-3 s, then, if a watch
+// breaks again while the server is still coming up (a list or watch
+// refused by a kube-apiserver whose caches are not ready yet, which would
+// put the reflector back into its long backoff), again after 2, 4, then
+// every 8 s, jittered, until the window ends. A server that answers but
+// fails the calls while it never stopped answering is left to the
+// reflectors' backoff: no relist every second of a cluster in trouble.
 func (s *session) watchProbe(ctx context.Context, p prober) {
-	down := false // a probe failed since the watches were last restarted
+	var lastDown time.Time // when a probe last failed
+	var gap time.Duration  // wait before the next restart; 0: first restart since the watches were healthy
 	for {
 		if !sleepFor(ctx, probeMin+rand.N(probeMin)) {
 			return
@@ -72,21 +86,24 @@ func (s *session) watchProbe(ctx context.Context, p prober) {
 			}
 		}
 		if len(broken) == 0 {
-			down = false
+			gap = 0
 			continue
 		}
 		if err := p.Probe(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			down = true
+			lastDown = time.Now()
 			continue
 		}
-		if !down {
-			continue // the server answers and the watch retries on its own: no outage to end
+		if lastDown.IsZero() || time.Since(lastDown) > recoverWindow {
+			continue // the server never stopped answering: no outage to end
 		}
-		down = false
 		delay := rand.N(restartSpread)
+		if gap > 0 {
+			delay = gap/2 + rand.N(gap/2)
+		}
+		gap = min(max(2*gap, restartGapMin), restartGapMax)
 		s.src.log.Info("API server answers again; restarting the Node watches now instead of at the client's next retry",
 			"in", delay.Round(time.Millisecond))
 		if !sleepFor(ctx, delay) {

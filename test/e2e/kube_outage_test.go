@@ -125,11 +125,14 @@ func outageResync(b *testing.B, kl *kubeLab, adds <-chan routeAdded, outage time
 	}
 	kl.waitRoutes(b, 60*time.Second, "outage Node removed", nil)
 	var out []time.Duration
+	var each []string
 	for _, n := range kl.Nodes {
 		out = append(out, seen[n.Name])
-		b.Logf("  %s: in step %s after the API server answered (%d restart(s) of its watches on the return)",
-			n.Name, seen[n.Name].Round(time.Millisecond), logCount(n, "API server answers again"))
+		each = append(each, fmt.Sprintf("%s %s (watch restarts so far: %d)",
+			n.Name, seen[n.Name].Round(time.Millisecond), logCount(n, "API server answers again")))
 	}
+	// One line: without -v, go test keeps only the first lines a benchmark logs.
+	b.Logf("API outage %s: per agent: %s", outage, strings.Join(each, ", "))
 	return out
 }
 
