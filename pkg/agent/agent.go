@@ -74,7 +74,7 @@ type Agent struct {
 	nl    *netlink.Handle
 	store *status.Store
 	cache *cache.File
-	// metrics is fed where the record is updated (see setRun).
+	// metrics is fed where the record is updated (see finish).
 	metrics *metrics.Metrics
 
 	source  model.Source
@@ -315,7 +315,7 @@ func (a *Agent) bootstrap() {
 		a.log.Warn("ignoring the cache", "err", err)
 		// In status until a save replaces the cache: a restart now would
 		// start with no cluster view.
-		a.setRun(run("cache", start, 0, fmt.Errorf("unusable, ignored: %w", err)))
+		a.finish(Report{Name: "cache", Start: start, Duration: time.Since(start), Err: fmt.Errorf("unusable, ignored: %w", err)})
 	case v != nil:
 		a.setView(*v, "cache")
 		return
@@ -385,33 +385,3 @@ func (nopNotifier) Ready()        {}
 func (nopNotifier) Status(string) {}
 func (nopNotifier) Watchdog()     {}
 func (nopNotifier) Stopping()     {}
-
-// applySysctls sets the kernel parameters that differ. It runs on every
-// reconcile, not only at boot: someone turning forwarding off later is
-// turned back, logged and counted. It reports whether it succeeded.
-func (a *Agent) applySysctls(ctx context.Context) bool {
-	start := time.Now()
-	changes, err := a.sysctls.Reconcile(ctx)
-	for _, c := range changes {
-		a.log.Info("sysctl set", "reconciler", "sysctl", "change", c.String())
-	}
-	if err != nil {
-		a.log.Error("sysctl", "reconciler", "sysctl", "err", err)
-	}
-	a.setRun(run("sysctl", start, len(changes), err))
-	return err == nil
-}
-
-// setRun records a reconciler run in the status record and the metrics.
-func (a *Agent) setRun(r status.Run) {
-	a.store.Update(func(rec *status.Record) { rec.SetRun(r) })
-	a.metrics.ObserveRun(r)
-}
-
-func run(name string, start time.Time, changes int, err error) status.Run {
-	r := status.Run{Name: name, Last: start, Duration: time.Since(start), Changes: changes}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	return r
-}
