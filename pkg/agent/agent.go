@@ -7,6 +7,26 @@
 // It owns no host resource itself: every change to the host goes through a
 // reconciler package. On shutdown it leaves everything in place so pods keep
 // working across restarts and upgrades.
+//
+// Every reconciler run ends in a Report (name, changes, duration, error,
+// log details and the reconciler's own part of the status record); the
+// status record's list of runs, the metrics and the reconcile summary line
+// iterate over reports and never name a reconciler's result type. To add a
+// reconciler:
+//
+//  1. build it in New and keep it in a field of Agent;
+//  2. write its step, a method func(ctx, *model.Snapshot) Report, that
+//     calls it, logs its individual changes, and turns its result into a
+//     Report: Changes, Err (Partial when the error concerns single items
+//     and the rest converged), Details for the summary line, and a Record
+//     func when it has a part of the status record beyond its run;
+//  3. add one entry to the table in steps, with its phase.
+//
+// With no other change its runs then appear in `kindnet status -o wide`
+// and -o json, its errors in the verdict ("<name> reconcile failing"), in
+// kindnet_reconcile_{runs,errors}_total and
+// kindnet_reconcile_duration_seconds, and in the summary line; a failure
+// of a converge step holds back the cache and NetworkReady.
 package agent
 
 import (
