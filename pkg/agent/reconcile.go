@@ -135,6 +135,8 @@ func (a *Agent) cniStep(ctx context.Context, snap *model.Snapshot) Report {
 	res, err := a.cni.Reconcile(ctx, snap)
 	if res.Written {
 		a.log.Info("CNI config written", "reconciler", "cni", "path", res.Path, "mtu", res.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
+		// The check waits runtimeReloadDelay, long after finish put the
+		// new config in the record.
 		a.runtime.cniWritten()
 	}
 	return Report{Changes: btoi(res.Written), Err: err, Details: []any{"written", res.Written},
