@@ -7,6 +7,26 @@
 // It owns no host resource itself: every change to the host goes through a
 // reconciler package. On shutdown it leaves everything in place so pods keep
 // working across restarts and upgrades.
+//
+// Every reconciler run ends in a Report (name, changes, duration, error,
+// log details and the reconciler's own part of the status record); the
+// status record's list of runs, the metrics and the reconcile summary line
+// iterate over reports and never name a reconciler's result type. To add a
+// reconciler:
+//
+//  1. build it in New and keep it in a field of Agent;
+//  2. write its step, a method func(ctx, *model.Snapshot) Report, that
+//     calls it, logs its individual changes, and turns its result into a
+//     Report: Changes, Err (Partial when the error concerns single items
+//     and the rest converged), Details for the summary line, and a Record
+//     func when it has a part of the status record beyond its run;
+//  3. add one entry to the table in steps, with its phase.
+//
+// With no other change its runs then appear in `kindnet status -o wide`
+// and -o json, its errors in the verdict ("<name> reconcile failing"), in
+// kindnet_reconcile_{runs,errors}_total and
+// kindnet_reconcile_duration_seconds, and in the summary line; a failure
+// of a converge step holds back the cache and NetworkReady.
 package agent
 
 import (
@@ -74,7 +94,7 @@ type Agent struct {
 	nl    *netlink.Handle
 	store *status.Store
 	cache *cache.File
-	// metrics is fed where the record is updated (see setRun).
+	// metrics is fed where the record is updated (see finish).
 	metrics *metrics.Metrics
 
 	source  model.Source
@@ -315,7 +335,7 @@ func (a *Agent) bootstrap() {
 		a.log.Warn("ignoring the cache", "err", err)
 		// In status until a save replaces the cache: a restart now would
 		// start with no cluster view.
-		a.setRun(run("cache", start, 0, fmt.Errorf("unusable, ignored: %w", err)))
+		a.finish(Report{Name: "cache", Start: start, Duration: time.Since(start), Err: fmt.Errorf("unusable, ignored: %w", err)})
 	case v != nil:
 		a.setView(*v, "cache")
 		return
@@ -385,33 +405,3 @@ func (nopNotifier) Ready()        {}
 func (nopNotifier) Status(string) {}
 func (nopNotifier) Watchdog()     {}
 func (nopNotifier) Stopping()     {}
-
-// applySysctls sets the kernel parameters that differ. It runs on every
-// reconcile, not only at boot: someone turning forwarding off later is
-// turned back, logged and counted. It reports whether it succeeded.
-func (a *Agent) applySysctls(ctx context.Context) bool {
-	start := time.Now()
-	changes, err := a.sysctls.Reconcile(ctx)
-	for _, c := range changes {
-		a.log.Info("sysctl set", "reconciler", "sysctl", "change", c.String())
-	}
-	if err != nil {
-		a.log.Error("sysctl", "reconciler", "sysctl", "err", err)
-	}
-	a.setRun(run("sysctl", start, len(changes), err))
-	return err == nil
-}
-
-// setRun records a reconciler run in the status record and the metrics.
-func (a *Agent) setRun(r status.Run) {
-	a.store.Update(func(rec *status.Record) { rec.SetRun(r) })
-	a.metrics.ObserveRun(r)
-}
-
-func run(name string, start time.Time, changes int, err error) status.Run {
-	r := status.Run{Name: name, Last: start, Duration: time.Since(start), Changes: changes}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	return r
-}

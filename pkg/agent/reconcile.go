@@ -24,12 +24,12 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
 
-// reconcile validates the current view against the host and converges
-// every piece. A failing reconciler is recorded and retried; it never stops
-// the others. It reports whether everything converged: false asks the
-// loop for a retry with backoff.
+// reconcile validates the current view against the host and runs every
+// step of the table (see steps): a failing reconciler is recorded and
+// retried; it never stops the others. It reports whether everything
+// converged: false asks the loop for a retry with backoff.
 func (a *Agent) reconcile(ctx context.Context, why string) bool {
-	sysctlOK := a.applySysctls(ctx)
+	pre := a.runPhase(ctx, beforeSnapshot, nil)
 	a.checkFiles()
 	snap, err := a.snapshot()
 	if err != nil {
@@ -41,106 +41,129 @@ func (a *Agent) reconcile(ctx context.Context, why string) bool {
 		a.checkFirewalls(snap)
 	}
 	began := time.Now()
-	// failed stops what needs a converged host (the cache, NetworkReady);
-	// incomplete only asks for a retry: a route refused for one peer
-	// concerns that peer alone.
-	var failed, incomplete, masqChanged bool
-	var routeRes routes.Result
-	if a.haveView {
-		start := time.Now()
-		res, err := a.routes.Reconcile(ctx, &snap)
-		routeRes = res
-		a.logRouteChanges(ctx, res)
-		a.logErr("routes", err)
-		a.setRun(run("routes", start, len(res.Changes), err))
-		if err != nil && !routes.OnlyPeerErrors(err) {
-			// The run stopped before counting: report what the host has.
-			routeRes.Installed = a.recordHostRoutes()
-		} else {
-			a.store.Update(func(r *status.Record) { r.Routes.Error = "" })
-		}
-		failed = failed || (err != nil && !routes.OnlyPeerErrors(err))
-		incomplete = incomplete || err != nil
-		a.lastRoutes = res
-
-		start = time.Now()
-		mres, err := a.masq.Reconcile(ctx, &snap)
-		changes := 0
-		if mres.Changed {
-			changes = 1
-			masqChanged = true
-			a.log.Info("masquerade table written", "reconciler", "masquerade", "table", a.cfg.Masquerade.Table, "enabled", a.cfg.Masquerade.Enabled)
-		}
-		a.logErr("masquerade", err)
-		a.setRun(run("masquerade", start, changes, err))
-		a.store.Update(func(r *status.Record) { recordMasq(&r.Masquerade, mres) })
-		if err != nil {
-			a.recordHostMasq() // the result's Present is what the run wanted
-		}
-		failed = failed || err != nil
-	} else {
-		// No cluster view (no source yet, no usable cache): routes and
-		// the table are left as they are, and status says what they are.
-		a.recordHostRoutes()
-		a.recordHostMasq()
-	}
-
-	start := time.Now()
-	cres, err := a.cni.Reconcile(ctx, &snap)
-	if cres.Written {
-		a.log.Info("CNI config written", "reconciler", "cni", "path", cres.Path, "mtu", cres.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
-	}
-	a.logErr("cni", err)
-	a.setRun(run("cni", start, btoi(cres.Written), err))
-	a.store.Update(func(r *status.Record) { recordCNI(&r.CNI, cres) })
-	failed = failed || err != nil
-	if cres.Written {
-		a.runtime.cniWritten() // see whether the runtime loads it
-	}
-
-	a.store.Update(func(r *status.Record) { recordSnapshot(r, snap, routeRes, a.haveView) })
-	if a.haveView {
-		a.logPeerStates(snap, routeRes)
-	}
+	reps := a.runPhase(ctx, converge, &snap)
+	// A failed step stops what needs a converged host (the cache,
+	// NetworkReady); a partial one (a route refused for one peer) only
+	// asks for a retry.
+	failed := anyFailed(reps)
 	a.reportNetworkReady(failed)
-	// A view whose own node was refused is not "good": the cache keeps the
-	// last one that was, so a restart does not lose this node's podCIDRs.
-	if !failed && a.haveView && a.viewOrigin != "cache" && snap.SelfProblem == "" {
-		start := time.Now()
-		changed, err := a.cache.SaveEntry(cache.Entry{View: a.view, Accepted: acceptedNames(snap)})
-		if err != nil {
-			a.log.Error("cannot save the cache", "path", a.cache.Path, "err", err)
-			err = fmt.Errorf("not saved: %w", err)
-			incomplete = true
-		} else if changed {
-			a.log.Debug("cache saved", "path", a.cache.Path)
-		}
-		a.setRun(run("cache", start, btoi(changed), err))
+	if !failed {
+		reps = append(reps, a.runPhase(ctx, afterConverged, &snap)...)
 	}
 	a.prev = &snap
 	a.held, a.incumbents = nil, nil // prev now says who holds what
 	a.publishStatus()
-	a.logSummary(ctx, why, began, routeRes, masqChanged, cres.Written, failed || incomplete)
-	return sysctlOK && !failed && !incomplete
+	a.logSummary(ctx, why, began, reps)
+	return !anyErr(pre) && !anyErr(reps)
 }
 
-// recordHostRoutes puts the number of kindnet routes on the host in the
-// record, or why they could not be listed, and returns the number.
-func (a *Agent) recordHostRoutes() int {
+// sysctlStep sets the kernel parameters that differ. It runs on every
+// reconcile, not only at boot: someone turning forwarding off later is
+// turned back, logged and counted.
+func (a *Agent) sysctlStep(ctx context.Context, _ *model.Snapshot) Report {
+	changes, err := a.sysctls.Reconcile(ctx)
+	for _, c := range changes {
+		a.log.Info("sysctl set", "reconciler", "sysctl", "change", c.String())
+	}
+	return Report{Changes: len(changes), Err: err}
+}
+
+// routesStep converges the routes to the peers' pod CIDRs and records
+// every peer with the state the routes reconciler gave it. Without a
+// cluster view (no source yet, no usable cache) the routes are left as
+// they are, and status says what they are.
+func (a *Agent) routesStep(ctx context.Context, snap *model.Snapshot) Report {
+	if !a.haveView {
+		n, err := a.hostRoutes()
+		return Report{Skipped: true, Details: routeDetails(routes.Result{}), Record: func(r *status.Record) {
+			r.Routes.Installed, r.Routes.Error = n, errString(err)
+			recordSnapshot(r, *snap, routes.Result{}, false)
+		}}
+	}
+	res, err := a.routes.Reconcile(ctx, snap)
+	a.logRouteChanges(ctx, res)
+	a.lastRoutes = res
+	a.logPeerStates(*snap, res)
+	partial := err != nil && routes.OnlyPeerErrors(err)
+	counted, listErr := res, error(nil)
+	if err != nil && !partial {
+		// The run stopped before counting: report what the host has.
+		counted.Installed, listErr = a.hostRoutes()
+	}
+	return Report{Changes: len(res.Changes), Err: err, Partial: partial, Details: routeDetails(counted),
+		Record: func(r *status.Record) {
+			recordSnapshot(r, *snap, counted, true)
+			r.Routes.Error = errString(listErr)
+		}}
+}
+
+func routeDetails(rr routes.Result) []any {
+	return []any{"added", rr.Added, "replaced", rr.Replaced, "removed", rr.Removed,
+		"unchanged", rr.Unchanged, "installed", rr.Installed}
+}
+
+// masqStep converges the masquerade table. Without a cluster view the
+// table is left as it is, and status says whether it exists.
+func (a *Agent) masqStep(ctx context.Context, snap *model.Snapshot) Report {
+	if !a.haveView {
+		present, err := masq.Exists(a.cfg.Masquerade.Table, a.masq.NetNSFd)
+		return Report{Skipped: true, Details: []any{"changed", false}, Record: func(r *status.Record) {
+			r.Masquerade.Present, r.Masquerade.Error = present, errString(err)
+		}}
+	}
+	res, err := a.masq.Reconcile(ctx, snap)
+	if res.Changed {
+		a.log.Info("masquerade table written", "reconciler", "masquerade", "table", a.cfg.Masquerade.Table, "enabled", a.cfg.Masquerade.Enabled)
+	}
+	var present bool
+	var existsErr error
+	if err != nil { // the result's Present is what the run wanted
+		present, existsErr = masq.Exists(a.cfg.Masquerade.Table, a.masq.NetNSFd)
+	}
+	return Report{Changes: btoi(res.Changed), Err: err, Details: []any{"changed", res.Changed},
+		Record: func(r *status.Record) {
+			recordMasq(&r.Masquerade, res)
+			if err != nil {
+				r.Masquerade.Present, r.Masquerade.Error = present, errString(existsErr)
+			}
+		}}
+}
+
+// cniStep writes the CNI config when this node's pod CIDRs are known, and
+// asks the runtime watch to check whether the runtime loads it.
+func (a *Agent) cniStep(ctx context.Context, snap *model.Snapshot) Report {
+	res, err := a.cni.Reconcile(ctx, snap)
+	if res.Written {
+		a.log.Info("CNI config written", "reconciler", "cni", "path", res.Path, "mtu", res.MTU, "podCIDRs", strs(snap.Self.PodCIDRs))
+		// The check waits runtimeReloadDelay, long after finish put the
+		// new config in the record.
+		a.runtime.cniWritten()
+	}
+	return Report{Changes: btoi(res.Written), Err: err, Details: []any{"written", res.Written},
+		Record: func(r *status.Record) { recordCNI(&r.CNI, res) }}
+}
+
+// cacheStep saves the view once the host converged to it. A view whose
+// own node was refused is not "good": the cache keeps the last one that
+// was, so a restart does not lose this node's podCIDRs.
+func (a *Agent) cacheStep(_ context.Context, snap *model.Snapshot) Report {
+	if !a.haveView || a.viewOrigin == "cache" || snap.SelfProblem != "" {
+		return Report{Skipped: true}
+	}
+	changed, err := a.cache.SaveEntry(cache.Entry{View: a.view, Accepted: acceptedNames(*snap)})
+	if err != nil {
+		err = fmt.Errorf("not saved: %w", err)
+	} else if changed {
+		a.log.Debug("cache saved", "path", a.cache.Path)
+	}
+	return Report{Changes: btoi(changed), Err: err}
+}
+
+// hostRoutes counts the kindnet routes on the host, or says why they
+// could not be listed.
+func (a *Agent) hostRoutes() (int, error) {
 	rs, err := routes.List(a.nl)
-	a.store.Update(func(r *status.Record) {
-		r.Routes.Installed, r.Routes.Error = len(rs), errString(err)
-	})
-	return len(rs)
-}
-
-// recordHostMasq puts whether the masquerade table exists on the host in
-// the record, or why that could not be read.
-func (a *Agent) recordHostMasq() {
-	present, err := masq.Exists(a.cfg.Masquerade.Table, a.masq.NetNSFd)
-	a.store.Update(func(r *status.Record) {
-		r.Masquerade.Present, r.Masquerade.Error = present, errString(err)
-	})
+	return len(rs), err
 }
 
 func errString(err error) string {
@@ -156,23 +179,6 @@ func acceptedNames(s model.Snapshot) []string {
 		out[i] = p.Name
 	}
 	return out
-}
-
-// logSummary closes every reconcile with one line: why it ran and what
-// each reconciler did, in counts. It is at info level when anything changed
-// or failed, and at debug level for a run that found everything in place
-// (the periodic resync), so a quiet node keeps a quiet journal.
-func (a *Agent) logSummary(ctx context.Context, why string, began time.Time, rr routes.Result, masqChanged, cniWritten, failed bool) {
-	level := slog.LevelDebug
-	if failed || len(rr.Changes) > 0 || masqChanged || cniWritten {
-		level = slog.LevelInfo
-	}
-	a.log.Log(ctx, level, "reconciled", "why", why, "summary", a.lastStatus,
-		"duration", time.Since(began).Round(time.Microsecond), "failed", failed,
-		slog.Group("routes", "added", rr.Added, "replaced", rr.Replaced, "removed", rr.Removed,
-			"unchanged", rr.Unchanged, "installed", rr.Installed),
-		slog.Group("masquerade", "changed", masqChanged),
-		slog.Group("cni", "written", cniWritten))
 }
 
 // publishStatus sends systemd the record's one-line summary (STATUS=) when
@@ -316,12 +322,6 @@ func (a *Agent) logRouteChanges(ctx context.Context, res routes.Result) {
 			}
 			a.log.Debug(c.String(), args...)
 		}
-	}
-}
-
-func (a *Agent) logErr(reconciler string, err error) {
-	if err != nil {
-		a.log.Error("reconcile failed; will retry", "reconciler", reconciler, "err", err)
 	}
 }
 

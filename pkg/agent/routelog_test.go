@@ -65,7 +65,7 @@ func TestRouteLogIsOneSummaryAtInfoAndRepairsAreKickedAndLogged(t *testing.T) {
 	if got := lines(&buf); got != nil {
 		t.Fatalf("per-route lines at info level: %q", got)
 	}
-	a.logSummary(ctx, "bootstrap", time.Now(), res, true, true, false)
+	a.logSummary(ctx, "bootstrap", time.Now(), summaryReports(res, true, true))
 	got := lines(&buf)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "level=INFO msg=reconciled why=bootstrap ") ||
 		!strings.Contains(got[0], " routes.added=4 routes.replaced=0 routes.removed=0 routes.unchanged=0 routes.installed=4 masquerade.changed=true cni.written=true") {
@@ -100,7 +100,7 @@ func TestRouteLogIsOneSummaryAtInfoAndRepairsAreKickedAndLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.logSummary(ctx, "resync", time.Now(), res, false, false, false)
+	a.logSummary(ctx, "resync", time.Now(), summaryReports(res, false, false))
 	if got := lines(&buf); got != nil {
 		t.Fatalf("a run without changes logged at info: %q", got)
 	}
@@ -128,5 +128,16 @@ func TestRouteLogIsOneSummaryAtInfoAndRepairsAreKickedAndLogged(t *testing.T) {
 	}
 	if got := lines(&buf); strings.Join(got, "\n") != strings.Join(wantDebug, "\n") {
 		t.Errorf("debug lines\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantDebug, "\n"))
+	}
+}
+
+// summaryReports are the reports the routes, masquerade and CNI steps give
+// for a routes result and whether the table and the config were written.
+func summaryReports(res routes.Result, masqChanged, cniWritten bool) []Report {
+	return []Report{
+		{Name: "routes", Changes: len(res.Changes), Details: routeDetails(res)},
+		{Name: "masquerade", Changes: btoi(masqChanged), Details: []any{"changed", masqChanged}},
+		{Name: "cni", Changes: btoi(cniWritten), Details: []any{"written", cniWritten}},
+		{Name: "cache", Changes: 1}, // no details: not in the line, and its change alone is no news
 	}
 }
