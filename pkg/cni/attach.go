@@ -15,6 +15,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
@@ -422,7 +423,7 @@ func (a *attachment) configurePod(podNL *netlink.Handle, podNS netns.NsHandle, i
 		return fmt.Errorf("find %s in %s: %w", a.key.IfName, a.netns, err)
 	}
 	for _, ip := range ips {
-		addr := &netlink.Addr{IPNet: ipNet(a.podPrefix(ip))}
+		addr := &netlink.Addr{IPNet: netipx.PrefixIPNet(a.podPrefix(ip))}
 		if ip.Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
@@ -474,16 +475,12 @@ func (a *attachment) result(w wiring, ips []netip.Addr) *types100.Result {
 		gw := a.gateway(ip)
 		res.IPs = append(res.IPs, &types100.IPConfig{
 			Interface: types100.Int(offset + w.podIndex),
-			Address:   *ipNet(a.podPrefix(ip)),
+			Address:   *netipx.PrefixIPNet(a.podPrefix(ip)),
 			Gateway:   gw.AsSlice(),
 		})
 		res.Routes = append(res.Routes, &types.Route{Dst: *defaultDst(ip), GW: gw.AsSlice()})
 	}
 	return res
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func defaultDst(ip netip.Addr) *net.IPNet {

@@ -9,6 +9,7 @@ import (
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
@@ -123,7 +124,7 @@ func (a *attachment) ensureBridge(nl *netlink.Handle) (netlink.Link, error) {
 		if hasAddr(have, want) {
 			continue
 		}
-		addr := &netlink.Addr{IPNet: ipNet(want)}
+		addr := &netlink.Addr{IPNet: netipx.PrefixIPNet(want)}
 		if r.Addr().Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
+	"go4.org/netipx"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
@@ -66,7 +67,7 @@ func checkPodWiring(t *testing.T, mode Mode, pod *netnstest.NS, res *types100.Re
 	var ips []netip.Addr
 	var want []netip.Prefix
 	for _, ipc := range res.IPs {
-		p, _ := prefixOf(ipc.Address)
+		p, _ := netipx.FromStdIPNet(&ipc.Address)
 		want = append(want, p)
 		ips = append(ips, p.Addr())
 		gw, _ := netip.AddrFromSlice(ipc.Gateway)
@@ -145,7 +146,7 @@ func checkHostWiring(t *testing.T, mode Mode, n *node, res *types100.Result, ips
 		for _, ip := range ips {
 			routes, _ := n.ns.NL.RouteList(host, family(ip))
 			if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
-				p, ok := prefixOf(*orZero(r.Dst))
+				p, ok := netipx.FromStdIPNet(orZero(r.Dst))
 				return ok && p == netip.PrefixFrom(ip, ip.BitLen())
 			}) {
 				t.Errorf("no host route to %s on %s: %v", ip, hostIf, routes)
