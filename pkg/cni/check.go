@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
@@ -61,7 +62,7 @@ func (a *attachment) check() error {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	defer hostNL.Close()
-	podNL, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
+	podNL, err := netlink.NewHandleAt(netns.NsHandle(podNS.Fd()), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open netlink in %s: %w", a.netns, err)
 	}

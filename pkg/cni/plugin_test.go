@@ -362,6 +362,7 @@ func TestBadInputGetsTheSpecsErrorCodeAndChangesNothing(t *testing.T) {
 		{"ifname too long", call{"ADD", "c1", pod.Path(), "eth0-much-too-long", good}, types.ErrInvalidEnvironmentVariables, `CNI_IFNAME="eth0-much-too-long" is refused`},
 		{"netns does not exist", call{"ADD", "c1", "/run/netns/kindnet-test-no-such-ns", "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS=/run/netns/kindnet-test-no-such-ns: no such network namespace"},
 		{"netns is not a netns", call{"ADD", "c1", "/proc/self/status", "eth0", good}, types.ErrInvalidEnvironmentVariables, "not a network namespace"},
+		{"netns is the plugin's own", call{"ADD", "c1", "/proc/self/ns/net", "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS=/proc/self/ns/net: this is the plugin's own network namespace"},
 		{"interface exists", call{"ADD", "c1", taken.Path(), "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_IFNAME=eth0: an interface of that name already exists"},
 		{"unsupported version", call{"ADD", "c1", pod.Path(), "eth0", n.conf("0.2.0", ModePTP, nil)}, types.ErrIncompatibleCNIVersion, "incompatible"},
 		{"no container ID", call{"ADD", "", pod.Path(), "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID"},

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 )
@@ -28,7 +28,7 @@ import (
 //
 // host and podMAC are the pair createVeth made; deleting it undoes all of
 // this.
-func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
+func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS ns.NetNS, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
 	v4, v6 := families(ips)
 	if err := setSysctls(hostEndSysctls(a.hostIf, v4, v6, true)); err != nil {
 		return wiring{}, fmt.Errorf("host end %s: %w", a.hostIf, err)
