@@ -22,7 +22,8 @@ var lean = []struct {
 	{pkg: "pkg/cniconf"},
 	{pkg: "pkg/sysctl"},
 	{pkg: "pkg/hostport"},
-	{pkg: "pkg/cni"}, // the CNI plugin and its address store
+	{pkg: "pkg/nftutil"}, // what masq and hostport share
+	{pkg: "pkg/cni"},     // the CNI plugin and its address store
 	{pkg: "pkg/ipam"},
 	{pkg: "cmd/kindnet-cni"}, // the plugin binary the runtime starts for every pod
 }

@@ -4,9 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"runtime"
 
-	"github.com/vishvananda/netns"
+	"github.com/containernetworking/plugins/pkg/ns"
 )
 
 // DialInNetNS returns a dialer whose sockets are created inside the named
@@ -15,36 +14,19 @@ import (
 // any route or address being added anywhere.
 func DialInNetNS(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
+		target, err := ns.GetNS(path)
+		if err != nil {
+			return nil, fmt.Errorf("open netns %s: %w", path, err)
 		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			orig, err := netns.Get()
-			if err != nil {
-				ch <- result{nil, err}
-				return // the locked thread exits with this goroutine
-			}
-			defer orig.Close()
-			target, err := netns.GetFromPath(path)
-			if err != nil {
-				ch <- result{nil, fmt.Errorf("open netns %s: %w", path, err)}
-				return
-			}
-			defer target.Close()
-			if err := netns.Set(target); err != nil {
-				ch <- result{nil, fmt.Errorf("enter netns %s: %w", path, err)}
-				return
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			ch <- result{c, err}
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread() // back home: the thread may be reused
-			}
-		}()
-		r := <-ch
-		return r.c, r.err
+		defer target.Close()
+		// Do dials on a goroutine of its own locked to an OS thread inside
+		// the namespace, and switches that thread back afterwards.
+		var c net.Conn
+		err = target.Do(func(ns.NetNS) error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
 	}
 }

@@ -27,13 +27,12 @@ package netnstest
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -130,21 +129,28 @@ func New(t testing.TB) *NS {
 	return ns
 }
 
-// create makes the namespace without leaving the calling thread in it.
+// create makes the namespace without leaving the calling thread in it:
+// netns.NewNamed switches the thread it runs on into the new namespace, so
+// it runs inside ns.Do of the current namespace, on a goroutine of its own
+// locked to an OS thread that Do switches back afterwards (and lets die if
+// it cannot).
 func create(name string) (*NS, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	here, err := ns.GetCurrentNS()
 	if err != nil {
 		return nil, err
 	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name) // switches this thread into it
-	if serr := netns.Set(orig); serr != nil {
-		// The thread is stuck in the wrong namespace: never let Go reuse it.
-		panic(fmt.Sprintf("netnstest: cannot return to the original netns: %v", serr))
-	}
+	defer here.Close()
+	var h netns.NsHandle
+	err = here.Do(func(ns.NetNS) error {
+		var err error
+		h, err = netns.NewNamed(name)
+		return err
+	})
 	if err != nil {
+		if h.IsOpen() {
+			h.Close()
+			_ = netns.DeleteNamed(name)
+		}
 		return nil, err
 	}
 	nl, err := netlink.NewHandleAt(h)
@@ -208,25 +214,12 @@ func (n *NS) Close() {
 // Do runs f on an OS thread switched into the namespace (for /proc/sys and
 // anything else that follows the calling thread's namespace).
 func (n *NS) Do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.Handle); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	return <-errc
+	target, err := ns.GetNS(n.Path())
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	return target.Do(func(ns.NetNS) error { return f() })
 }
 
 // Exec runs a command inside the namespace (`ip netns exec`), failing the

@@ -13,8 +13,10 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
@@ -173,7 +175,7 @@ func (a *attachment) add() (res *types100.Result, err error) {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
 	defer hostNL.Close()
-	podNL, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
+	podNL, err := netlink.NewHandleAt(netns.NsHandle(podNS.Fd()), unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("open netlink in %s: %w", a.netns, err)
 	}
@@ -299,13 +301,13 @@ func withDetails(err error, more string) error {
 // link of that ifindex only: a pair that existed already (a concurrent ADD
 // of the same attachment won the name) fails LinkAdd with EEXIST and is
 // the spec's error 4, with nothing of it undone.
-func (a *attachment) createVeth(hostNL *netlink.Handle, podNS netns.NsHandle, master int, undo *rollback) (host *netlink.Veth, podMAC net.HardwareAddr, err error) {
+func (a *attachment) createVeth(hostNL *netlink.Handle, podNS ns.NetNS, master int, undo *rollback) (host *netlink.Veth, podMAC net.HardwareAddr, err error) {
 	la := netlink.NewLinkAttrs()
 	la.Name = a.hostIf
 	la.MTU = a.conf.MTU
 	la.HardwareAddr = randomMAC()
 	podMAC = randomMAC()
-	host = &netlink.Veth{LinkAttrs: la, PeerName: a.key.IfName, PeerNamespace: netlink.NsFd(podNS),
+	host = &netlink.Veth{LinkAttrs: la, PeerName: a.key.IfName, PeerNamespace: netlink.NsFd(podNS.Fd()),
 		PeerHardwareAddr: podMAC, PeerMTU: uint32(max(a.conf.MTU, 0))}
 	if err := hostNL.LinkAdd(host); err != nil {
 		if errors.Is(err, unix.EEXIST) {
@@ -408,9 +410,11 @@ func families(ips []netip.Addr) (v4, v6 bool) {
 // link up, a permanent neighbour entry for each gateway when gwMAC is
 // known (ptp: no ARP or neighbour discovery before the first packet), and
 // the default routes.
-func (a *attachment) configurePod(podNL *netlink.Handle, podNS netns.NsHandle, ips []netip.Addr, gwMAC net.HardwareAddr) error {
+func (a *attachment) configurePod(podNL *netlink.Handle, podNS ns.NetNS, ips []netip.Addr, gwMAC net.HardwareAddr) error {
 	if _, v6 := families(ips); v6 {
-		err := inNetNS(podNS, func() error {
+		// /proc/sys/net is the calling thread's namespace: write it from a
+		// thread inside the pod's.
+		err := podNS.Do(func(ns.NetNS) error {
 			return setSysctls([]sysctl{{"ipv6/conf/" + a.key.IfName + "/accept_dad", "0"}})
 		})
 		if err != nil {
@@ -422,7 +426,7 @@ func (a *attachment) configurePod(podNL *netlink.Handle, podNS netns.NsHandle, i
 		return fmt.Errorf("find %s in %s: %w", a.key.IfName, a.netns, err)
 	}
 	for _, ip := range ips {
-		addr := &netlink.Addr{IPNet: ipNet(a.podPrefix(ip))}
+		addr := &netlink.Addr{IPNet: netipx.PrefixIPNet(a.podPrefix(ip))}
 		if ip.Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}
@@ -474,16 +478,12 @@ func (a *attachment) result(w wiring, ips []netip.Addr) *types100.Result {
 		gw := a.gateway(ip)
 		res.IPs = append(res.IPs, &types100.IPConfig{
 			Interface: types100.Int(offset + w.podIndex),
-			Address:   *ipNet(a.podPrefix(ip)),
+			Address:   *netipx.PrefixIPNet(a.podPrefix(ip)),
 			Gateway:   gw.AsSlice(),
 		})
 		res.Routes = append(res.Routes, &types.Route{Dst: *defaultDst(ip), GW: gw.AsSlice()})
 	}
 	return res
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func defaultDst(ip netip.Addr) *net.IPNet {

@@ -7,8 +7,9 @@ import (
 	"net/netip"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/ipam"
@@ -27,7 +28,7 @@ import (
 //
 // br is the bridge ensureBridge found or made, host and podMAC the pair
 // createVeth made (already a port of br).
-func (a *attachment) wireBridge(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, br netlink.Link, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
+func (a *attachment) wireBridge(hostNL, podNL *netlink.Handle, podNS ns.NetNS, br netlink.Link, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
 	if err := hostNL.LinkSetHairpin(host, true); err != nil {
 		return wiring{}, fmt.Errorf("set hairpin on %s: %w", a.hostIf, err)
 	}
@@ -123,7 +124,7 @@ func (a *attachment) ensureBridge(nl *netlink.Handle) (netlink.Link, error) {
 		if hasAddr(have, want) {
 			continue
 		}
-		addr := &netlink.Addr{IPNet: ipNet(want)}
+		addr := &netlink.Addr{IPNet: netipx.PrefixIPNet(want)}
 		if r.Addr().Is6() {
 			addr.Flags = unix.IFA_F_NODAD
 		}

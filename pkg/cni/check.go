@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
@@ -60,7 +62,7 @@ func (a *attachment) check() error {
 		return fmt.Errorf("open netlink: %w", err)
 	}
 	defer hostNL.Close()
-	podNL, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
+	podNL, err := netlink.NewHandleAt(netns.NsHandle(podNS.Fd()), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open netlink in %s: %w", a.netns, err)
 	}
@@ -124,7 +126,7 @@ func (a *attachment) expectedAddrs() ([]netip.Prefix, error) {
 		if ipc.Interface == nil || *ipc.Interface != idx {
 			continue
 		}
-		p, ok := prefixOf(ipc.Address)
+		p, ok := netipx.FromStdIPNet(&ipc.Address)
 		if !ok {
 			return nil, fmt.Errorf("prevResult address %s is not an IP prefix", ipc.Address.String())
 		}
@@ -134,18 +136,6 @@ func (a *attachment) expectedAddrs() ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("prevResult has no address on %s", a.key.IfName)
 	}
 	return out, nil
-}
-
-func prefixOf(n net.IPNet) (netip.Prefix, bool) {
-	ip, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, bits := n.Mask.Size()
-	if bits == 0 {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(ip.Unmap(), ones), true
 }
 
 // checkLink: a veth, up, with the configured MTU and (host end) our alias.
@@ -213,7 +203,7 @@ func (a *attachment) checkHostRoutes(nl *netlink.Handle, host netlink.Link, want
 		}
 		host := netip.PrefixFrom(p.Addr(), p.Addr().BitLen())
 		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
-			q, ok := prefixOf(*orZero(r.Dst))
+			q, ok := netipx.FromStdIPNet(orZero(r.Dst))
 			return ok && q == host
 		}) {
 			errs = append(errs, fmt.Errorf("no host route %s dev %s", host, a.hostIf))

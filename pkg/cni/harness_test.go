@@ -16,6 +16,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
+	"go4.org/netipx"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 	"github.com/kindnet-dev/kindnet/pkg/hostport"
@@ -248,7 +249,7 @@ func addrsOf(t *testing.T, nl *netlink.Handle, ifname string) []netip.Prefix {
 	}
 	var out []netip.Prefix
 	for _, a := range addrs {
-		if p, ok := prefixOf(*a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
+		if p, ok := netipx.FromStdIPNet(a.IPNet); ok && !p.Addr().IsLinkLocalUnicast() {
 			out = append(out, p)
 		}
 	}

@@ -7,69 +7,57 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // openNetNS opens the pod's network namespace. What CNI_NETNS names must
 // exist, be a network namespace and not be the plugin's own one; otherwise
-// the error is 4 (invalid environment variable) naming CNI_NETNS.
-func openNetNS(path string) (netns.NsHandle, *types.Error) {
+// the error is 4 (invalid environment variable) naming CNI_NETNS. Work
+// that must run on a thread inside it (writing /proc/sys/net) goes through
+// its Do, which runs it on a goroutine of its own locked to an OS thread,
+// and leaves that thread to die if it cannot be switched back.
+func openNetNS(path string) (ns.NetNS, *types.Error) {
 	bad := func(why string) *types.Error {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_NETNS=%s: %s", path, why), "")
 	}
 	if path == "" {
-		return 0, bad("no network namespace given")
+		return nil, bad("no network namespace given")
 	}
-	h, err := netns.GetFromPath(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, bad("no such network namespace")
+	podNS, err := ns.GetNS(path)
+	var notExist ns.NSPathNotExistErr
+	var notNS ns.NSPathNotNSErr
+	switch {
+	case errors.As(err, &notExist):
+		return nil, bad("no such network namespace")
+	case errors.As(err, &notNS):
+		return nil, bad("not a network namespace")
+	case err != nil:
+		return nil, bad("cannot open: " + err.Error())
 	}
-	if err != nil {
-		return 0, bad("cannot open: " + err.Error())
-	}
+	// GetNS takes any file on procfs too (/proc/self/status): only nsfs
+	// is a namespace. The check is on the opened file, so what was checked
+	// is what is used.
+	h := netns.NsHandle(podNS.Fd())
 	var st unix.Statfs_t
 	if err := unix.Fstatfs(int(h), &st); err != nil || (st.Type != unix.NSFS_MAGIC) {
-		h.Close()
-		return 0, bad("not a network namespace")
+		podNS.Close()
+		return nil, bad("not a network namespace")
 	}
 	self, err := netns.Get()
 	if err == nil {
 		same := self.Equal(h)
 		self.Close()
 		if same {
-			h.Close()
-			return 0, bad("this is the plugin's own network namespace, not a pod's")
+			podNS.Close()
+			return nil, bad("this is the plugin's own network namespace, not a pod's")
 		}
 	}
-	return h, nil
-}
-
-// inNetNS runs f on an OS thread switched into ns: /proc/sys/net follows
-// the calling thread's namespace. If the thread cannot be switched back it
-// stays locked, so Go retires it instead of reusing it.
-func inNetNS(ns netns.NsHandle, f func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current network namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter pod network namespace: %w", err)
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(ferr, fmt.Errorf("return to the host network namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return podNS, nil
 }
 
 // sysctl is one per-link kernel parameter, e.g. "ipv6/conf/eth0/accept_dad".

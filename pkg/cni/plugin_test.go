@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
+	"go4.org/netipx"
 
 	"github.com/kindnet-dev/kindnet/internal/netnstest"
 )
@@ -66,7 +67,7 @@ func checkPodWiring(t *testing.T, mode Mode, pod *netnstest.NS, res *types100.Re
 	var ips []netip.Addr
 	var want []netip.Prefix
 	for _, ipc := range res.IPs {
-		p, _ := prefixOf(ipc.Address)
+		p, _ := netipx.FromStdIPNet(&ipc.Address)
 		want = append(want, p)
 		ips = append(ips, p.Addr())
 		gw, _ := netip.AddrFromSlice(ipc.Gateway)
@@ -145,7 +146,7 @@ func checkHostWiring(t *testing.T, mode Mode, n *node, res *types100.Result, ips
 		for _, ip := range ips {
 			routes, _ := n.ns.NL.RouteList(host, family(ip))
 			if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
-				p, ok := prefixOf(*orZero(r.Dst))
+				p, ok := netipx.FromStdIPNet(orZero(r.Dst))
 				return ok && p == netip.PrefixFrom(ip, ip.BitLen())
 			}) {
 				t.Errorf("no host route to %s on %s: %v", ip, hostIf, routes)
@@ -361,6 +362,7 @@ func TestBadInputGetsTheSpecsErrorCodeAndChangesNothing(t *testing.T) {
 		{"ifname too long", call{"ADD", "c1", pod.Path(), "eth0-much-too-long", good}, types.ErrInvalidEnvironmentVariables, `CNI_IFNAME="eth0-much-too-long" is refused`},
 		{"netns does not exist", call{"ADD", "c1", "/run/netns/kindnet-test-no-such-ns", "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS=/run/netns/kindnet-test-no-such-ns: no such network namespace"},
 		{"netns is not a netns", call{"ADD", "c1", "/proc/self/status", "eth0", good}, types.ErrInvalidEnvironmentVariables, "not a network namespace"},
+		{"netns is the plugin's own", call{"ADD", "c1", "/proc/self/ns/net", "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_NETNS=/proc/self/ns/net: this is the plugin's own network namespace"},
 		{"interface exists", call{"ADD", "c1", taken.Path(), "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_IFNAME=eth0: an interface of that name already exists"},
 		{"unsupported version", call{"ADD", "c1", pod.Path(), "eth0", n.conf("0.2.0", ModePTP, nil)}, types.ErrIncompatibleCNIVersion, "incompatible"},
 		{"no container ID", call{"ADD", "", pod.Path(), "eth0", good}, types.ErrInvalidEnvironmentVariables, "CNI_CONTAINERID"},

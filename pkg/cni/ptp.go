@@ -6,8 +6,9 @@ import (
 	"net/netip"
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +28,7 @@ import (
 //
 // host and podMAC are the pair createVeth made; deleting it undoes all of
 // this.
-func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
+func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS ns.NetNS, host *netlink.Veth, podMAC net.HardwareAddr, ips []netip.Addr) (wiring, error) {
 	v4, v6 := families(ips)
 	if err := setSysctls(hostEndSysctls(a.hostIf, v4, v6, true)); err != nil {
 		return wiring{}, fmt.Errorf("host end %s: %w", a.hostIf, err)
@@ -36,7 +37,7 @@ func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle
 		return wiring{}, fmt.Errorf("set %s up: %w", a.hostIf, err)
 	}
 	if v6 {
-		ll := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(gatewayV6, 64)), Flags: unix.IFA_F_NODAD}
+		ll := &netlink.Addr{IPNet: netipx.PrefixIPNet(netip.PrefixFrom(gatewayV6, 64)), Flags: unix.IFA_F_NODAD}
 		if err := hostNL.AddrAdd(host, ll); err != nil {
 			return wiring{}, fmt.Errorf("add %s to %s: %w", ll.IPNet, a.hostIf, err)
 		}
@@ -50,7 +51,7 @@ func (a *attachment) wirePTP(hostNL, podNL *netlink.Handle, podNS netns.NsHandle
 		if err := hostNL.NeighAdd(n); err != nil {
 			return wiring{}, fmt.Errorf("add neighbour %s lladdr %s on %s: %w", ip, podMAC, a.hostIf, err)
 		}
-		r := &netlink.Route{LinkIndex: host.Index, Dst: ipNet(netip.PrefixFrom(ip, ip.BitLen()))}
+		r := &netlink.Route{LinkIndex: host.Index, Dst: netipx.PrefixIPNet(netip.PrefixFrom(ip, ip.BitLen()))}
 		if ip.Is4() {
 			r.Scope = netlink.SCOPE_LINK
 		}

@@ -28,6 +28,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
+
+	"github.com/kindnet-dev/kindnet/pkg/nftutil"
 )
 
 // DefaultTable is the table name when the CNI config names none.
@@ -110,21 +112,10 @@ type Table struct {
 	NetNSFd int
 }
 
-func (t Table) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
-	if t.NetNSFd != 0 {
-		opts = append(opts, nftables.WithNetNSFd(t.NetNSFd))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("open nftables: %w", err)
-	}
-	return c, nil
-}
+func (t Table) conn() (*nftables.Conn, error) { return nftutil.Open(t.NetNSFd) }
 
-func (t Table) table() *nftables.Table {
-	return &nftables.Table{Name: t.Name, Family: nftables.TableFamilyINet}
-}
+// table is "table inet kindnet_hostport".
+func (t Table) table() *nftables.Table { return nftutil.INet(t.Name) }
 
 // Owner is the tag of an attachment's rules: network, container ID and
 // interface name, none of which may contain a '/'.
@@ -199,8 +190,9 @@ func (t Table) ensureSkeleton(c *nftables.Conn) error {
 	c.AddChain(&nftables.Chain{Name: chainPostrouting, Table: tbl, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 	for _, ch := range []*nftables.Chain{pre, out} {
-		for _, f := range []family{ipv4, ipv6} {
-			c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: f.jumpExprs()})
+		for _, f := range nftutil.Families {
+			// meta nfproto ipv4 ip daddr != 127.0.0.0/8 fib daddr type local jump hostports
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: jumpExprs(f)})
 		}
 	}
 	err := c.Flush()
@@ -223,12 +215,12 @@ func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.P
 			return nil, err
 		}
 		n := len(rules)
-		for _, f := range []family{ipv4, ipv6} {
-			pod, ok := f.pick(podIPs)
-			if !ok || (m.HostIP.IsValid() && m.HostIP.Is4() != f.is4) {
+		for _, f := range nftutil.Families {
+			pod, ok := f.Pick(podIPs)
+			if !ok || (m.HostIP.IsValid() && m.HostIP.Is4() != f.Is4) {
 				continue
 			}
-			comment := owner + " dnat " + f.name + " " + m.String()
+			comment := owner + " dnat " + f.Name + " " + m.String()
 			if len(comment) > 250 {
 				return nil, fmt.Errorf("hostPort rule tag %q is too long for an nftables comment: use shorter network names or container IDs", comment)
 			}
@@ -237,17 +229,19 @@ func (t Table) rulesFor(owner string, podIPs []netip.Addr, hairpinFrom []netip.P
 			// source (the pod would drop it as martian, and its reply would
 			// never come back): masquerade it. Pods cannot reach a loopback
 			// hostIP of the node, so there is no hairpin.
-			masqFrom := f.filter(hairpinFrom)
+			masqFrom := f.Filter(hairpinFrom)
 			what := "hairpin"
 			if m.localhost() {
 				dnatChain = &nftables.Chain{Name: chainLocalhost, Table: tbl}
 				masqFrom, what = []netip.Prefix{loopbackV4}, "localhost"
 			}
-			rules = append(rules, &nftables.Rule{Table: tbl, Chain: dnatChain, Exprs: f.dnatExprs(m, pod),
+			// meta nfproto ipv4 [ip daddr <hostIP>] meta l4proto tcp th dport 8080 dnat ip to 10.244.1.5:80
+			rules = append(rules, &nftables.Rule{Table: tbl, Chain: dnatChain, Exprs: dnatExprs(f, m, pod),
 				UserData: userdata.AppendString(nil, userdata.TypeComment, comment)})
 			for _, r := range masqFrom {
-				rules = append(rules, &nftables.Rule{Table: tbl, Chain: masqChain, Exprs: f.hairpinExprs(m, pod, r),
-					UserData: userdata.AppendString(nil, userdata.TypeComment, owner+" "+what+" "+f.name+" "+m.String()+" from "+r.String())})
+				// meta nfproto ipv4 ct status dnat ip saddr <r> ip daddr <pod> meta l4proto tcp th dport 80 masquerade
+				rules = append(rules, &nftables.Rule{Table: tbl, Chain: masqChain, Exprs: hairpinExprs(f, m, pod, r),
+					UserData: userdata.AppendString(nil, userdata.TypeComment, owner+" "+what+" "+f.Name+" "+m.String()+" from "+r.String())})
 			}
 		}
 		if len(rules) == n {
@@ -432,66 +426,12 @@ func (t Table) guardComplete(c *nftables.Conn) (bool, error) {
 
 // Cleanup removes the whole table; it reports whether there was one.
 func Cleanup(name string, netnsFd int) (bool, error) {
-	t := Table{Name: name, NetNSFd: netnsFd}
-	c, err := t.conn()
+	c, err := nftutil.Open(netnsFd)
 	if err != nil {
 		return false, err
 	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return false, fmt.Errorf("list nftables tables: %w", err)
-	}
-	if !slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == name }) {
-		return false, nil
-	}
-	c.DelTable(t.table())
-	if err := c.Flush(); err != nil {
-		return false, fmt.Errorf("delete nftables table inet %s: %w", name, err)
-	}
-	return true, nil
-}
-
-type family struct {
-	name    string
-	nfproto byte
-	saddr   uint32 // offsets in the network header
-	daddr   uint32
-	size    uint32
-	is4     bool
-}
-
-var (
-	ipv4 = family{"v4", unix.NFPROTO_IPV4, 12, 16, 4, true}
-	ipv6 = family{"v6", unix.NFPROTO_IPV6, 8, 24, 16, false}
-)
-
-func (f family) pick(ips []netip.Addr) (netip.Addr, bool) {
-	for _, ip := range ips {
-		if ip.Is4() == f.is4 {
-			return ip, true
-		}
-	}
-	return netip.Addr{}, false
-}
-
-func (f family) filter(ps []netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range ps {
-		if p.Addr().Is4() == f.is4 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// nfproto matches the family inside the inet table:
-//
-//	meta nfproto ipv4
-func (f family) nfprotoExprs() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
-	}
+	// delete table inet <name>
+	return nftutil.DeleteTable(c, name)
 }
 
 // jumpExprs sends traffic for the node's own addresses to the hostports
@@ -499,19 +439,20 @@ func (f family) nfprotoExprs() []expr.Any {
 //
 //	meta nfproto ipv4 ip daddr != 127.0.0.0/8 fib daddr type local jump hostports
 //	meta nfproto ipv6 ip6 daddr != ::1 fib daddr type local jump hostports
-func (f family) jumpExprs() []expr.Any {
-	e := f.nfprotoExprs()
-	if f.is4 {
+func jumpExprs(f nftutil.Family) []expr.Any {
+	// meta nfproto ipv4
+	e := f.NFProtoExprs()
+	if f.Is4 {
 		e = append(e,
 			// ip daddr != 127.0.0.0/8
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.DAddr, Len: f.Size},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{127, 0, 0, 0}},
 		)
 	} else {
 		e = append(e,
 			// ip6 daddr != ::1
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.DAddr, Len: f.Size},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: netip.IPv6Loopback().AsSlice()},
 		)
 	}
@@ -539,12 +480,13 @@ func protoPortExprs(proto string, port uint16) []expr.Any {
 // dnatExprs is one mapping for one family:
 //
 //	meta nfproto ipv4 [ip daddr <hostIP>] meta l4proto tcp th dport 8080 dnat ip to 10.244.1.5:80
-func (f family) dnatExprs(m Mapping, pod netip.Addr) []expr.Any {
-	e := f.nfprotoExprs()
+func dnatExprs(f nftutil.Family, m Mapping, pod netip.Addr) []expr.Any {
+	// meta nfproto ipv4
+	e := f.NFProtoExprs()
 	if m.HostIP.IsValid() {
 		// ip daddr <hostIP>
 		e = append(e,
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.DAddr, Len: f.Size},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: m.HostIP.AsSlice()},
 		)
 	}
@@ -553,7 +495,7 @@ func (f family) dnatExprs(m Mapping, pod netip.Addr) []expr.Any {
 		// dnat ip to <pod>:<containerPort>
 		&expr.Immediate{Register: 1, Data: pod.AsSlice()},
 		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(m.ContainerPort)},
-		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.nfproto), RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: uint32(f.NFProto), RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 	)
 }
 
@@ -565,8 +507,9 @@ func (f family) dnatExprs(m Mapping, pod netip.Addr) []expr.Any {
 //
 // (The original destination port cannot be matched too: google/nftables
 // cannot read back a rule holding "ct original proto-dst".)
-func (f family) hairpinExprs(m Mapping, pod netip.Addr, from netip.Prefix) []expr.Any {
-	e := f.nfprotoExprs()
+func hairpinExprs(f nftutil.Family, m Mapping, pod netip.Addr, from netip.Prefix) []expr.Any {
+	// meta nfproto ipv4
+	e := f.NFProtoExprs()
 	e = append(e,
 		// ct status dnat
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
@@ -574,11 +517,11 @@ func (f family) hairpinExprs(m Mapping, pod netip.Addr, from netip.Prefix) []exp
 			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 		// ip saddr 10.244.1.5/32
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddr, Len: f.size},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: f.size, Mask: prefixMask(from), Xor: make([]byte, f.size)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.SAddr, Len: f.Size},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: f.Size, Mask: prefixMask(from), Xor: make([]byte, f.Size)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: from.Masked().Addr().AsSlice()},
 		// ip daddr 10.244.1.5
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.DAddr, Len: f.Size},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: pod.AsSlice()},
 	)
 	e = append(e, protoPortExprs(m.Protocol, m.ContainerPort)...)
@@ -591,7 +534,8 @@ func (f family) hairpinExprs(m Mapping, pod netip.Addr, from netip.Prefix) []exp
 //
 //	meta nfproto ipv4 ip saddr 127.0.0.0/8 iifname != "lo"
 func loopbackExprs(offset uint32) []expr.Any {
-	e := ipv4.nfprotoExprs()
+	// meta nfproto ipv4
+	e := nftutil.IPv4.NFProtoExprs()
 	return append(e,
 		// ip saddr 127.0.0.0/8 (or daddr, by offset)
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
@@ -609,7 +553,7 @@ func loopbackExprs(offset uint32) []expr.Any {
 //
 //	meta nfproto ipv4 ip saddr 127.0.0.0/8 iifname != "lo" counter drop
 func guardSourceExprs() []expr.Any {
-	return append(loopbackExprs(ipv4.saddr),
+	return append(loopbackExprs(nftutil.IPv4.SAddr),
 		// counter
 		&expr.Counter{},
 		// drop
@@ -623,7 +567,7 @@ func guardSourceExprs() []expr.Any {
 //
 //	meta nfproto ipv4 ip daddr 127.0.0.0/8 iifname != "lo" ct status ! dnat counter drop
 func guardDestExprs() []expr.Any {
-	return append(loopbackExprs(ipv4.daddr),
+	return append(loopbackExprs(nftutil.IPv4.DAddr),
 		// ct status ! dnat
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,

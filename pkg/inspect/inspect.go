@@ -29,6 +29,7 @@ import (
 	"github.com/kindnet-dev/kindnet/pkg/cniconf"
 	"github.com/kindnet-dev/kindnet/pkg/config"
 	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nftutil"
 	"github.com/kindnet-dev/kindnet/pkg/routes"
 	"github.com/kindnet-dev/kindnet/pkg/status"
 )
@@ -168,14 +169,11 @@ func canonPrefix(s string) string {
 // NftTables lists the inet tables whose name starts with "kindnet", in the
 // namespace netnsFd (0: the caller's). Other tables are not looked into.
 func NftTables(netnsFd int) ([]string, error) {
-	var opts []nftables.ConnOption
-	if netnsFd != 0 {
-		opts = append(opts, nftables.WithNetNSFd(netnsFd))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nftutil.Open(netnsFd)
 	if err != nil {
-		return nil, fmt.Errorf("open nftables: %w", err)
+		return nil, err
 	}
+	// nft list tables inet
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, fmt.Errorf("list nftables tables: %w", err)

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 )
 
@@ -496,7 +497,7 @@ func reserved(p Pool, ip netip.Addr) bool {
 	if ip == r.Addr() || ip == p.Gateway {
 		return true
 	}
-	return ip.Is4() && ip == lastAddr(r)
+	return ip.Is4() && ip == netipx.PrefixLastIP(r)
 }
 
 // Usable is the number of addresses the pool can hand out (capped at
@@ -512,23 +513,13 @@ func Usable(p Pool) uint64 {
 	if r.Addr().Is4() {
 		res++
 	}
-	if p.Gateway.IsValid() && r.Contains(p.Gateway) && p.Gateway != r.Addr() && !(r.Addr().Is4() && p.Gateway == lastAddr(r)) {
+	if p.Gateway.IsValid() && r.Contains(p.Gateway) && p.Gateway != r.Addr() && !(r.Addr().Is4() && p.Gateway == netipx.PrefixLastIP(r)) {
 		res++
 	}
 	if size <= res {
 		return 0
 	}
 	return size - res
-}
-
-// lastAddr is the highest address of the prefix.
-func lastAddr(r netip.Prefix) netip.Addr {
-	b := r.Addr().AsSlice()
-	for i := r.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 // Gateway returns the first address after the network address: what bridge

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/model"
+	"github.com/kindnet-dev/kindnet/pkg/nftutil"
 )
 
 // Reconciler owns one nftables table.
@@ -64,27 +65,16 @@ func (r *Reconciler) desired(snap *model.Snapshot) Desired {
 	return Desired{Pods: pods, NoMasquerade: nomasq}
 }
 
-func (r *Reconciler) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
-	if r.NetNSFd != 0 {
-		opts = append(opts, nftables.WithNetNSFd(r.NetNSFd))
-	}
-	c, err := nftables.New(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("open nftables: %w", err)
-	}
-	return c, nil
-}
-
 // Reconcile makes the table match the snapshot. When the table already holds
 // exactly the desired sets and rules, nothing is written.
 func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (Result, error) {
-	c, err := r.conn()
+	c, err := nftutil.Open(r.NetNSFd)
 	if err != nil {
 		return Result{}, err
 	}
 	if !r.Enabled {
-		removed, err := deleteTable(c, r.Table)
+		// delete table inet kindnet
+		removed, err := nftutil.DeleteTable(c, r.Table)
 		return Result{Changed: removed}, err
 	}
 	d := r.desired(snap)
@@ -106,45 +96,22 @@ func (r *Reconciler) Reconcile(_ context.Context, snap *model.Snapshot) (Result,
 
 // Cleanup removes the table. It reports whether there was one.
 func Cleanup(table string, netnsFd int) (bool, error) {
-	c, err := (&Reconciler{NetNSFd: netnsFd}).conn()
+	c, err := nftutil.Open(netnsFd)
 	if err != nil {
 		return false, err
 	}
-	return deleteTable(c, table)
-}
-
-func deleteTable(c *nftables.Conn, name string) (bool, error) {
-	t, err := findTable(c, name)
-	if err != nil || t == nil {
-		return false, err
-	}
-	c.DelTable(t)
-	if err := c.Flush(); err != nil {
-		return false, fmt.Errorf("delete nftables table inet %s: %w", name, err)
-	}
-	return true, nil
-}
-
-func findTable(c *nftables.Conn, name string) (*nftables.Table, error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("list nftables tables: %w", err)
-	}
-	for _, t := range tables {
-		if t.Name == name {
-			return t, nil
-		}
-	}
-	return nil, nil
+	// delete table inet <table>
+	return nftutil.DeleteTable(c, table)
 }
 
 // Exists reports whether the table is present (for status and tests).
 func Exists(table string, netnsFd int) (bool, error) {
-	c, err := (&Reconciler{NetNSFd: netnsFd}).conn()
+	c, err := nftutil.Open(netnsFd)
 	if err != nil {
 		return false, err
 	}
-	t, err := findTable(c, table)
+	// nft list tables inet
+	t, err := nftutil.FindTable(c, table)
 	return t != nil, err
 }
 
@@ -179,7 +146,8 @@ const chainName = "postrouting"
 //
 // A family with no pod range gets neither sets nor a rule.
 func build(name string, d Desired) tableSpec {
-	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
+	// table inet kindnet
+	t := nftutil.INet(name)
 	policy := nftables.ChainPolicyAccept
 	// chain postrouting { type nat hook postrouting priority srcnat; policy accept; }
 	ch := &nftables.Chain{
@@ -188,18 +156,21 @@ func build(name string, d Desired) tableSpec {
 	}
 	spec := tableSpec{table: t, chain: ch}
 	digest := digestOf(d)
-	for _, fam := range []family{ipv4, ipv6} {
-		pods := fam.filter(d.Pods)
+	for _, fam := range nftutil.Families {
+		pods := fam.Filter(d.Pods)
 		if len(pods) == 0 {
 			continue
 		}
-		podSet := fam.set(t, "pods-"+fam.name, "pod ranges", pods)
-		noSet := fam.set(t, "no-masquerade-"+fam.name, "destinations that keep the pod address", fam.filter(d.NoMasquerade))
+		// set pods-v4 { type ipv4_addr; flags interval; comment "pod ranges"; elements = { ... } }
+		podSet := newSet(fam, t, "pods-"+fam.Name, "pod ranges", pods)
+		// set no-masquerade-v4 { type ipv4_addr; flags interval; comment "..."; elements = { ... } }
+		noSet := newSet(fam, t, "no-masquerade-"+fam.Name, "destinations that keep the pod address", fam.Filter(d.NoMasquerade))
 		spec.sets = append(spec.sets, podSet, noSet)
 		spec.rules = append(spec.rules, &nftables.Rule{
 			Table: t, Chain: ch,
-			Exprs:    fam.masqExprs(podSet.set, noSet.set),
-			UserData: userdata.AppendString(nil, userdata.TypeComment, "kindnet: masquerade pods leaving the cluster "+fam.name+" "+digest),
+			// ip saddr @pods-v4 ip daddr != @no-masquerade-v4 fib daddr type != local masquerade fully-random comment "..."
+			Exprs:    masqExprs(fam, podSet.set, noSet.set),
+			UserData: userdata.AppendString(nil, userdata.TypeComment, "kindnet: masquerade pods leaving the cluster "+fam.Name+" "+digest),
 		})
 	}
 	return spec
@@ -219,59 +190,32 @@ func digestOf(d Desired) string {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-type family struct {
-	name    string
-	nfproto byte
-	keyType nftables.SetDatatype
-	saddr   uint32 // offset of the source address in the network header
-	daddr   uint32
-	size    uint32
-	is4     bool
-}
-
-var (
-	ipv4 = family{"v4", unix.NFPROTO_IPV4, nftables.TypeIPAddr, 12, 16, 4, true}
-	ipv6 = family{"v6", unix.NFPROTO_IPV6, nftables.TypeIP6Addr, 8, 24, 16, false}
-)
-
-func (f family) filter(ps []netip.Prefix) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range ps {
-		if p.Addr().Is4() == f.is4 {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// set builds an interval set of one family:
+// newSet builds an interval set of one family:
 //
 //	set <name> { type ipv4_addr; flags interval; comment "..."; elements = { ... } }
-func (f family) set(t *nftables.Table, name, comment string, ps []netip.Prefix) setSpec {
-	s := &nftables.Set{Table: t, Name: name, KeyType: f.keyType, Interval: true, Comment: comment}
+func newSet(f nftutil.Family, t *nftables.Table, name, comment string, ps []netip.Prefix) setSpec {
+	s := &nftables.Set{Table: t, Name: name, KeyType: f.KeyType, Interval: true, Comment: comment}
 	return setSpec{set: s, elements: intervalElements(ps)}
 }
 
 // masqExprs is one masquerade rule for the family:
 //
 //	ip saddr @pods-v4 ip daddr != @no-masquerade-v4 fib daddr type != local masquerade fully-random
-func (f family) masqExprs(pods, nomasq *nftables.Set) []expr.Any {
-	return []expr.Any{
-		// meta nfproto ipv4   (the inet family carries both; match ours)
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.nfproto}},
+func masqExprs(f nftutil.Family, pods, nomasq *nftables.Set) []expr.Any {
+	// meta nfproto ipv4   (the inet family carries both; match ours)
+	return append(f.NFProtoExprs(),
 		// ip saddr @pods-v4
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddr, Len: f.size},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.SAddr, Len: f.Size},
 		&expr.Lookup{SourceRegister: 1, SetName: pods.Name, SetID: pods.ID},
 		// ip daddr != @no-masquerade-v4
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.daddr, Len: f.size},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.DAddr, Len: f.Size},
 		&expr.Lookup{SourceRegister: 1, SetName: nomasq.Name, SetID: nomasq.ID, Invert: true},
 		// fib daddr type != local
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 		// masquerade fully-random   (spreads source ports: no conntrack clashes under load)
 		&expr.Masq{FullyRandom: true},
-	}
+	)
 }
 
 // write replaces the table in one batch: make sure it exists, delete it
@@ -301,7 +245,8 @@ func write(c *nftables.Conn, s tableSpec) error {
 // sets with the same elements, same chain, and rules carrying the same
 // comments (which hold the digest of the ranges).
 func matches(c *nftables.Conn, s tableSpec) (bool, error) {
-	t, err := findTable(c, s.table.Name)
+	// nft list tables inet
+	t, err := nftutil.FindTable(c, s.table.Name)
 	if err != nil || t == nil {
 		return false, err
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/google/nftables"
+	"go4.org/netipx"
 )
 
 // mergePrefixes sorts prefixes and drops those inside another one, so the
@@ -31,41 +32,27 @@ func mergePrefixes(in []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-// span is a half-open address range [start, end); end is invalid when the
-// range runs to the top of the address space.
-type span struct{ start, end netip.Addr }
-
 // intervalElements turns prefixes of one family into the elements of an
 // nftables interval set: each range is a start element and an end element
-// one past its last address, which is how nft itself stores "10.0.0.0/8".
-// Touching or overlapping ranges are merged first: the kernel refuses
-// overlapping intervals.
+// one past its last address, which is how nft itself stores "10.0.0.0/8";
+// a range that runs to the top of the address space has no end element.
+// Touching or overlapping ranges are merged first (netipx.IPSet keeps the
+// fewest ranges that cover the union): the kernel refuses overlapping
+// intervals.
+//
+//	elements = { 10.0.0.0/23, 240.0.0.0/4 }
 func intervalElements(ps []netip.Prefix) []nftables.SetElement {
-	var spans []span
-	for _, p := range mergePrefixes(ps) {
-		s := span{start: p.Addr(), end: lastAddr(p).Next()}
-		if n := len(spans); n > 0 && spans[n-1].end.IsValid() && spans[n-1].end == s.start {
-			spans[n-1].end = s.end // adjacent: extend
-			continue
-		}
-		spans = append(spans, s)
+	var b netipx.IPSetBuilder
+	for _, p := range ps {
+		b.AddPrefix(p.Masked())
 	}
+	set, _ := b.IPSet() // the prefixes are valid: they come from a validated snapshot or config
 	var els []nftables.SetElement
-	for _, s := range spans {
-		els = append(els, nftables.SetElement{Key: s.start.AsSlice()})
-		if s.end.IsValid() {
-			els = append(els, nftables.SetElement{Key: s.end.AsSlice(), IntervalEnd: true})
+	for _, r := range set.Ranges() {
+		els = append(els, nftables.SetElement{Key: r.From().AsSlice()})
+		if end := r.To().Next(); end.IsValid() {
+			els = append(els, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
 		}
 	}
 	return els
-}
-
-// lastAddr is the highest address inside p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }

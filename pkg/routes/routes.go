@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 
 	"github.com/kindnet-dev/kindnet/pkg/model"
@@ -294,7 +295,7 @@ func sameRoute(cur netlink.Route, d Route) bool {
 
 func toNetlink(d Route) *netlink.Route {
 	return &netlink.Route{
-		Dst:       prefixToIPNet(d.Dst),
+		Dst:       netipx.PrefixIPNet(d.Dst),
 		Gw:        net.IP(d.Via.AsSlice()),
 		LinkIndex: d.LinkIndex,
 		Protocol:  Protocol,
@@ -312,10 +313,6 @@ func metric(dst netip.Prefix) int {
 		return 0
 	}
 	return 1024
-}
-
-func prefixToIPNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 func protoName(p netlink.RouteProtocol) string {
