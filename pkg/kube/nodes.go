@@ -88,6 +88,9 @@ type nodeStore struct {
 	policy kubenode.AddressPolicy
 	poke   func()
 	synced atomic.Bool
+	// onReplace, when set, is told of every complete list (the session
+	// counts it as the watch's success).
+	onReplace func()
 
 	mu    sync.Mutex
 	nodes map[string]storedNode
@@ -149,6 +152,9 @@ func (st *nodeStore) Replace(list []any, _ string) error {
 	st.nodes = next
 	st.mu.Unlock()
 	st.synced.Store(true)
+	if st.onReplace != nil {
+		st.onReplace()
+	}
 	st.poke()
 	return nil
 }

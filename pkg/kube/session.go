@@ -113,10 +113,22 @@ func (s *session) newWatched(name string, sel fields.Selector) *watched {
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			filter(&o)
 			wi, err := nodes.Watch(ctx, o)
+			if err == nil && o.SendInitialEvents != nil && *o.SendInitialEvents {
+				// A watch that streams the initial list (client-go's
+				// WatchList): the call opening it is not a success yet. A
+				// kube-apiserver still starting after an outage opens the
+				// stream and ends it before the list is complete, and the
+				// reflector then waits out its backoff: the watch stays
+				// broken, for the outage probe too, until the store has
+				// the complete list (Replace).
+				return wi, nil
+			}
 			s.recordCall(w, "watch", err)
 			return wi, err
 		},
 	}
+	// A complete list delivered is the success a streamed list waits for.
+	w.store.onReplace = func() { s.recordCall(w, "list", nil) }
 	logger := clientGoLogger(s.src.log)
 	w.newReflector = func() *cache.Reflector {
 		return cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.nodes), &corev1.Node{}, w.store,
