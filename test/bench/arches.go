@@ -105,7 +105,7 @@ func baselineRSS(ctx context.Context, path string) (int64, error) {
 	if !ok {
 		return 0, fmt.Errorf("no rusage")
 	}
-	return ru.Maxrss, nil // KiB on Linux
+	return int64(ru.Maxrss), nil // KiB on Linux
 }
 
 func (r *Report) markdownArches(w io.Writer) {
