@@ -78,9 +78,10 @@ deps: ## install the Debian packages the tests and the lab need (root)
 tools: ## build the third-party tools tests drive (cached in ~/.cache/kindnet)
 	scripts/tools.sh all
 
-test: deps tools ## run every test, including the root-only network-namespace, lab, runtime and API-server tests
+test: deps tools ## run every test, including the root-only network-namespace, lab, runtime and API-server tests, the emulated arm64/armhf unit tests
 	$(GO) test -count=1 -timeout 60m ./...
 	$(MAKE) fuzz
+	$(MAKE) test-arch
 
 # Every fuzz target, as package:Target:executions. A count, not a duration:
 # Go 1.26's coordinator can fail a duration-bounded run with a bare "context
