@@ -165,3 +165,51 @@ func nextViewWithin(t *testing.T, ch <-chan model.Update, d time.Duration, ok fu
 		}
 	}
 }
+
+// A watch that streams its initial list (client-go's WatchList, on by
+// default since 1.35) is a success only once the store holds the complete
+// list: a kube-apiserver still starting after an outage opens such streams
+// and ends them early, and a session that took the opened stream for a
+// healthy watch stopped probing while the reflector waited out its 15-30 s
+// backoff (two of five agents missed the 15 s goal after a 10-minute
+// outage that way).
+func TestStreamedListIsASuccessOnlyOnceTheListIsComplete(t *testing.T) {
+	client := fake.NewClientset()
+	nodes := &probedNodes{fakeNodes: fakeNodes{client.CoreV1().Nodes()}}
+	nodes.down.Store(true)
+	src := New(Options{NodeName: "n1", Policy: kubenode.AddressPolicy{}, Client: nodes,
+		Log: slog.New(slog.NewTextHandler(&logBuffer{}, nil))})
+	w := newSession(src, nodes, nil).all
+	ctx := context.Background()
+	if _, err := w.lw.WatchFuncWithContext(ctx, metav1.ListOptions{}); err == nil || w.failure() == nil {
+		t.Fatalf("server down: the watch call must fail and be recorded (err %v, failure %v)", err, w.failure())
+	}
+	nodes.down.Store(false)
+	streamed := true
+	wi, err := w.lw.WatchFuncWithContext(ctx, metav1.ListOptions{SendInitialEvents: &streamed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wi.Stop()
+	if w.failure() == nil {
+		t.Fatal("a stream that only opened to list counted as a healthy watch")
+	}
+	if err := w.store.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if f := w.failure(); f != nil {
+		t.Fatalf("after the complete list the watch is still failed: %v", f.err)
+	}
+	// A plain watch resuming from a version is a success when it opens.
+	nodes.down.Store(true)
+	_, _ = w.lw.WatchFuncWithContext(ctx, metav1.ListOptions{ResourceVersion: "1"})
+	nodes.down.Store(false)
+	wi, err = w.lw.WatchFuncWithContext(ctx, metav1.ListOptions{ResourceVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wi.Stop()
+	if f := w.failure(); f != nil {
+		t.Fatalf("a resumed watch that opened is still failed: %v", f.err)
+	}
+}

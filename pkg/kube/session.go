@@ -64,7 +64,8 @@ type watched struct {
 	newReflector func() *cache.Reflector
 	store        *nodeStore
 	restart      chan struct{} // restartNow: replace the reflector now
-	running      atomic.Bool   // run has not returned (own stops once not needed)
+	lw           *cache.ListWatch
+	running      atomic.Bool // run has not returned (own stops once not needed)
 
 	mu      sync.Mutex
 	lastErr *callError // nil when the latest list/watch call succeeded
@@ -129,6 +130,7 @@ func (s *session) newWatched(name string, sel fields.Selector) *watched {
 	}
 	// A complete list delivered is the success a streamed list waits for.
 	w.store.onReplace = func() { s.recordCall(w, "list", nil) }
+	w.lw = lw
 	logger := clientGoLogger(s.src.log)
 	w.newReflector = func() *cache.Reflector {
 		return cache.NewReflectorWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, s.nodes), &corev1.Node{}, w.store,
