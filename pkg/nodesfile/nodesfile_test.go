@@ -88,15 +88,7 @@ func TestParseErrorsNameTheDocument(t *testing.T) {
 
 func TestNodesFileFollowsChangesAndKeepsLastGoodView(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nodes.yaml")
-	write := func(s string) {
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string) { replaceWhole(t, path, s) }
 	node := func(name, cidr string) string {
 		return "apiVersion: v1\nkind: Node\nmetadata: {name: " + name + "}\nspec: {podCIDRs: [" + cidr + "]}\n---\n"
 	}
@@ -172,14 +164,7 @@ func TestPartialOrAmbiguousNodesFileIsRefused(t *testing.T) {
 			if u := <-out; u.View == nil {
 				t.Fatalf("good file: %+v", u)
 			}
-			// Replaced whole, as a writer should: WriteFile truncates first, and
-			// a slow machine (or an emulated run) may read the empty file.
-			if err := os.WriteFile(path+".new", []byte(c.body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(path+".new", path); err != nil {
-				t.Fatal(err)
-			}
+			replaceWhole(t, path, c.body)
 			select {
 			case u := <-out:
 				if u.View != nil || u.Err == nil || !strings.Contains(u.Err.Error(), c.want) {
@@ -271,9 +256,7 @@ func TestBrokenContentIsParsedOnce(t *testing.T) {
 	default:
 	}
 	good := "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\nspec: {podCIDRs: [10.244.1.0/24]}\n"
-	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	replaceWhole(t, path, good)
 	if u := <-out; u.View == nil || u.View.Self.Name != "n1" {
 		t.Fatalf("fixed file: %+v", u)
 	}
@@ -405,5 +388,19 @@ func TestSettledFileShortcutSeesEveryChange(t *testing.T) {
 	}
 	if v, changed, err := src.poll(&last); err != nil || !changed || v.Self.PodCIDRs[0] != "10.244.3.0/24" {
 		t.Fatalf("renamed over: changed %v err %v view %+v", changed, err, v.Self)
+	}
+}
+
+// replaceWhole puts content at path as a careful writer does (a new file
+// renamed over the old): os.WriteFile truncates first, and a slow machine
+// (or an emulated run) may read the empty file in between.
+func replaceWhole(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }
