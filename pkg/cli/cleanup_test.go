@@ -27,12 +27,7 @@ func TestCleanupRemovesThePluginsTableBridgeAndIPAMDir(t *testing.T) {
 	ns := netnstest.New(t)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
-	cfg := filepath.Join(dir, "config.yaml")
-	body := fmt.Sprintf("nodeName: n1\nnodesFile: %s/nodes.yaml\nrunDir: %s\nstateDir: %s/state\ncni:\n  confDir: %s/net.d\n",
-		dir, runDir, dir, dir)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := cleanupConfig(t, dir, runDir)
 
 	// What the plugin leaves on a node: a pod's allocation, its hostPort
 	// rules, the bridge.
@@ -109,12 +104,7 @@ func TestCleanupLeavesWhatKindnetDidNotCreate(t *testing.T) {
 	ns := netnstest.New(t)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "kubernetes")
-	cfg := filepath.Join(dir, "config.yaml")
-	body := fmt.Sprintf("nodeName: n1\nnodesFile: %s/nodes.yaml\nrunDir: %s\nstateDir: %s/state\ncni:\n  confDir: %s/net.d\n",
-		dir, runDir, dir, dir)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := cleanupConfig(t, dir, runDir)
 	// Someone else's files in the run directory, and kindnet's IPAM store.
 	foreign := []string{filepath.Join(runDir, "admin.conf"), filepath.Join(runDir, "pki", "ca.key")}
 	for _, p := range foreign {
@@ -197,4 +187,17 @@ func TestCleanupLeavesWhatKindnetDidNotCreate(t *testing.T) {
 	if _, err := os.Stat(notes); err != nil {
 		t.Errorf("cleanup --purge removed a file kindnet did not create: %v", err)
 	}
+}
+
+// cleanupConfig writes a config whose nodes file, state and CNI config
+// directories lie in dir and whose runDir is runDir, and returns its path.
+func cleanupConfig(t *testing.T, dir, runDir string) string {
+	t.Helper()
+	cfg := filepath.Join(dir, "config.yaml")
+	body := fmt.Sprintf("nodeName: n1\nnodesFile: %s/nodes.yaml\nrunDir: %s\nstateDir: %s/state\ncni:\n  confDir: %s/net.d\n",
+		dir, runDir, dir, dir)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
